@@ -1,0 +1,47 @@
+# dermsynth: `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+
+.DEFAULT_GOAL := help
+.PHONY: help install repro test test-fast lint gate baseline ui clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project (torch, DVC, MLflow, GX, ...)
+
+repro: install ## run the whole study on the default (embedded) dataset: dvc repro
+	dvc repro
+
+test: install ## run the test suite (includes a shrunk end-to-end dvc repro)
+	pytest -q
+
+test-fast: install ## the tests without the slow end-to-end ones
+	pytest -q -m "not slow"
+
+lint: install ## ruff over src and tests
+	ruff check src tests
+	ruff format --check src tests
+
+gate: install ## compare reports/metrics.json with the committed baseline (exit 1 on regression)
+	dermsynth gate
+
+baseline: install ## accept the current metrics as the new baseline
+	dermsynth gate --update
+
+ui: install ## MLflow UI on the project's store: http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean: ## remove stage outputs (DVC cache and MLflow store are kept)
+	rm -rf build models reports/runs reports/plots

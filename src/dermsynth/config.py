@@ -1,0 +1,202 @@
+"""Typed parameters, loaded once from params.yaml and validated on load.
+
+Each dataclass mirrors one section of params.yaml, which is also the name of the stage and
+the module that reads it. Unknown or missing keys fail loudly at start-up rather than
+half-way through a long run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+from dermsynth import paths
+from dermsynth.study import ARMS, CONDITIONS, DIRECTIONS, LABELS
+
+
+class ConfigError(ValueError):
+    """params.yaml does not describe a valid study."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: str
+
+
+@dataclass(frozen=True)
+class Embedded:
+    seed: int
+    size_factor: float
+    image_size: int
+    jpeg_quality: int
+
+
+@dataclass(frozen=True)
+class Prepare:
+    conditions: list[str]
+
+
+@dataclass(frozen=True)
+class Split:
+    seed: int
+    seeds_per_group: int
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class Validate:
+    max_rows_in_report: int
+
+
+@dataclass(frozen=True)
+class Generate:
+    generator: str
+    seed: int
+    candidates: int
+    conditions: list[str]
+    strength: list[float]
+    crop: list[float]
+
+
+@dataclass(frozen=True)
+class Curate:
+    keep: int
+
+
+@dataclass(frozen=True)
+class Features:
+    backbone: str
+    weights: str
+    seed: int
+    resize: int
+    crop: int
+    views: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Train:
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    step_size: int
+    gamma: float
+    hidden: int
+    dropout: float
+    standardize: bool
+    directions: list[str]
+    conditions: list[str]
+    arms: list[str]
+
+
+@dataclass(frozen=True)
+class Dose:
+    direction: str
+    levels: list[int]
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    z: float
+
+
+@dataclass(frozen=True)
+class Report:
+    pass
+
+
+@dataclass(frozen=True)
+class Gate:
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: Dataset
+    embedded: Embedded
+    prepare: Prepare
+    split: Split
+    validate: Validate
+    generate: Generate
+    curate: Curate
+    features: Features
+    train: Train
+    dose: Dose
+    evaluate: Evaluate
+    report: Report = field(default_factory=Report)
+    gate: Gate = field(default_factory=lambda: Gate(tolerance=0.05))
+
+    def check(self) -> Params:
+        """Cross-field rules that a single section cannot see."""
+        problems = []
+        problems += [f"prepare.conditions: unknown label {c!r}" for c in self.prepare.conditions if c not in LABELS]
+        problems += [
+            f"generate.conditions: {c!r} not in prepare.conditions"
+            for c in self.generate.conditions
+            if c not in self.prepare.conditions
+        ]
+        problems += [f"train.conditions: unknown slug {c!r}" for c in self.train.conditions if c not in CONDITIONS]
+        problems += [f"train.directions: unknown {d!r}" for d in self.train.directions if d not in DIRECTIONS]
+        problems += [f"train.arms: unknown {a!r}" for a in self.train.arms if a not in ARMS]
+        if self.dose.direction not in DIRECTIONS:
+            problems.append(f"dose.direction: unknown {self.dose.direction!r}")
+        max_dose = self.curate.keep * self.split.seeds_per_group
+        problems += [
+            f"dose.levels: {d} exceeds the {max_dose} curated images per seed set"
+            for d in self.dose.levels
+            if not 0 <= d <= max_dose
+        ]
+        if self.curate.keep > self.generate.candidates:
+            problems.append("curate.keep exceeds generate.candidates")
+        if not 0 < self.split.val_fraction < 1:
+            problems.append("split.val_fraction must be in (0, 1)")
+        if self.features.crop > self.features.resize:
+            problems.append("features.crop exceeds features.resize")
+        if problems:
+            raise ConfigError("invalid params.yaml:\n  " + "\n  ".join(problems))
+        return self
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{f.name}: missing")
+            continue
+        hint = hints[f.name]
+        value = data[f.name]
+        kwargs[f.name] = _build(hint, value, f"{where}.{f.name}") if dataclasses.is_dataclass(hint) else value
+    return cls(**kwargs)
+
+
+def parse(data: dict[str, Any]) -> Params:
+    """Build and check Params from a params.yaml mapping (also used by tests to shrink a config)."""
+    return _build(Params, data, "params").check()
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+@functools.cache
+def load(path: Path | None = None) -> Params:
+    """The study parameters, read once per process."""
+    return parse(read_yaml(path or paths.root() / "params.yaml"))

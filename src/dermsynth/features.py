@@ -1,0 +1,143 @@
+"""Stage `features`: run the frozen backbone once per image and view, and cache fc6 activations.
+
+Every real image of the splits gets the test transform (Resize, CenterCrop); every image
+that can be trained on (training groups, seeds, curated synthetic images) also gets
+`views` augmented views with the train transform of Groh et al. Training then draws one
+cached view per image per epoch instead of re-running the backbone: the augmentation is the
+same distribution, but an image only ever shows `views` distinct augmentations instead of
+a fresh one per epoch. Activations are cut after fc6+ReLU (see backbone.py) and stored as
+float16 memory-mapped arrays, so memory stays bounded for the full 16,577-image dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+from tqdm import tqdm
+
+from dermsynth import io, paths
+from dermsynth.backbone import FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
+from dermsynth.config import Features, Params
+
+
+def eval_transform(cfg: Features) -> T.Compose:
+    return T.Compose(
+        [T.Resize(cfg.resize), T.CenterCrop(cfg.crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+
+
+def train_transform(cfg: Features) -> T.Compose:
+    """Groh et al.'s train transform, scaled by resize/crop (256/224 at full size)."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(cfg.resize, scale=(0.8, 1.0)),
+            T.RandomRotation(15),
+            T.ColorJitter(),
+            T.RandomHorizontalFlip(),
+            T.CenterCrop(cfg.crop),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+class ImageViews(Dataset):
+    """(path, view) pairs; view -1 is the test transform, view k >= 0 a seeded augmented view."""
+
+    def __init__(self, items: list[tuple[Path, int]], cfg: Features):
+        self.items = items
+        self.eval_tf = eval_transform(cfg)
+        self.train_tf = train_transform(cfg)
+        self.seed = cfg.seed
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        path, view = self.items[i]
+        image = io.load_rgb(path)
+        if view < 0:
+            return self.eval_tf(image)
+        digest = hashlib.sha256(f"{self.seed}:{path.name}:{view}".encode()).digest()
+        torch.manual_seed(int.from_bytes(digest[:8], "little"))  # same view whatever the worker or order
+        return self.train_tf(image)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str) -> None:
+    """Write fc6 activations of ``items`` to the .npy file ``out`` (float16), atomically."""
+    device = next(model.parameters()).device
+    workers = 1 if (os.cpu_count() or 1) > 1 else 0
+    loader = DataLoader(ImageViews(items, cfg), batch_size=cfg.batch_size, num_workers=workers)
+    with io.atomic_path(out) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), FC6_DIM))
+        start = 0
+        with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="img") as bar:
+            for batch in loader:
+                x = batch.to(device).contiguous(memory_format=torch.channels_last)
+                array[start : start + len(batch)] = model(x).float().cpu().numpy()
+                start += len(batch)
+                bar.update(len(batch))
+        array.flush()
+        del array
+
+
+def inventory(splits: pd.DataFrame, curated: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Which images get the eval view and which get augmented views, with their paths."""
+    images = paths.dataset_images(params.dataset.root)
+    real = sorted(set(splits["md5hash"]))
+    eval_index = pd.DataFrame({"key": real, "source": "real"})
+    eval_index["path"] = [str(paths.image_file(images, h)) for h in real]
+    trainable = sorted(set(splits.loc[splits["role"].isin(["train", "seed"]), "md5hash"]))
+    synthetic = sorted(curated["file"])
+    views_index = pd.DataFrame(
+        {
+            "key": trainable + synthetic,
+            "source": ["real"] * len(trainable) + ["synthetic"] * len(synthetic),
+            "path": [str(paths.image_file(images, h)) for h in trainable]
+            + [str(paths.CURATED / paths.IMAGES_NAME / f) for f in synthetic],
+        }
+    )
+    return eval_index, views_index
+
+
+def main(params: Params, device: str | None = None) -> None:
+    cfg = params.features
+    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)
+    eval_index, views_index = inventory(splits, curated, params)
+    vgg = load_vgg16(cfg.weights, cfg.seed)
+    model = Fc6Extractor(vgg).eval().to(pick_device(device)).to(memory_format=torch.channels_last)
+    out = paths.FEATURES
+    extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval")
+    items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]
+    extract(model, items, cfg, out / "views.npy", f"features/{cfg.views} views")
+    torch.save(vgg.classifier[3].state_dict(), out / "fc7.pt")
+    io.write_csv(out / "eval_index.csv", eval_index)
+    io.write_csv(out / "views_index.csv", views_index)
+    io.write_json(
+        out / "info.json",
+        {
+            "backbone": cfg.backbone,
+            "weights": cfg.weights,
+            "views": cfg.views,
+            "crop": cfg.crop,
+            "note": "weights 'none' is a seeded random initialisation: no pretrained weights exist offline"
+            if cfg.weights == "none"
+            else "",
+        },
+    )
+    print(f"features: {len(eval_index)} eval images, {len(views_index)} x {cfg.views} augmented views")

@@ -1,0 +1,123 @@
+"""Stage `generate`: synthetic candidates from the seeds, with an offline generator that needs no weights.
+
+`tone_transfer` re-tones the skin of each seed toward a target ITA drawn inside the FST
+group that the seed represents (the group opposite to training, whose images the arms
+add), restricted to skin pixels so the lesion keeps its own contrast, then takes a random
+square crop and flip. It stands in for the study's text-to-image editing: it makes new
+views of the same lesions on new shades of the target skin, not new lesions.
+Every candidate is written with its lineage (seed md5, generator, parameters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from dermsynth import io, paths
+from dermsynth.config import Generate, Params
+from dermsynth.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
+from dermsynth.study import GROUPS
+
+MANIFEST_COLUMNS = [
+    "file",
+    "seed_md5hash",
+    "label",
+    "seed_group",
+    "candidate",
+    "generator",
+    "seed_ita",
+    "target_ita",
+    "strength",
+    "crop_box",
+    "flip",
+]
+
+
+def candidate_rng(cfg: Generate, seed_md5: str, index: int) -> np.random.Generator:
+    """A stream per (seed, candidate): a candidate does not change when others are added."""
+    digest = hashlib.sha256(f"{cfg.seed}:{seed_md5}:{index}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def shift_tone(rgb: np.ndarray, target_ita: float, strength: float) -> tuple[np.ndarray, float]:
+    """Move the skin's ITA ``strength`` of the way to ``target_ita``; lesion pixels move 70% as far."""
+    lab = rgb_to_lab(rgb)
+    mask = skin_mask(lab)
+    skin = np.median(lab[mask], axis=0) if mask.any() else np.median(lab.reshape(-1, 3), axis=0)
+    seed_ita = float(np.degrees(np.arctan2(skin[0] - 50.0, max(skin[2], 1e-3))))
+    new_ita = seed_ita + strength * (target_ita - seed_ita)
+    delta_l = 50.0 + max(skin[2], 1e-3) * np.tan(np.radians(new_ita)) - skin[0]
+    weight = np.where(mask, 1.0, 0.7)
+    lab[..., 0] += delta_l * weight
+    return lab_to_rgb(lab), seed_ita
+
+
+def crop_and_flip(rgb: np.ndarray, side: float, rng: np.random.Generator) -> tuple[np.ndarray, list[int], bool]:
+    size = rgb.shape[0]
+    crop = max(8, round(side * size))
+    x0, y0 = (int(v) for v in rng.integers(0, size - crop + 1, 2))
+    image = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    image = image.crop((x0, y0, x0 + crop, y0 + crop)).resize((size, size), Image.BICUBIC)
+    flip = bool(rng.random() < 0.5)
+    if flip:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(image), [x0, y0, crop, crop], flip
+
+
+def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """One candidate image (uint8) and the parameters that made it."""
+    lo, hi = group_ita_range(GROUPS[group])
+    target = float(rng.uniform(lo, hi))
+    strength = float(rng.uniform(*cfg.strength))
+    toned, seed_ita = shift_tone(seed_rgb, target, strength)
+    out, box, flip = crop_and_flip(toned, float(rng.uniform(*cfg.crop)), rng)
+    return out, {
+        "seed_ita": round(seed_ita, 2),
+        "target_ita": round(target, 2),
+        "strength": round(strength, 3),
+        "crop_box": " ".join(map(str, box)),
+        "flip": flip,
+    }
+
+
+GENERATORS = {"tone_transfer": tone_transfer}
+
+
+def generate(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
+    cfg = params.generate
+    if cfg.generator not in GENERATORS:
+        raise ValueError(f"generate.generator: unknown {cfg.generator!r}; available: {sorted(GENERATORS)}")
+    make = GENERATORS[cfg.generator]
+    images = paths.dataset_images(params.dataset.root)
+    out_images = paths.GENERATED / paths.IMAGES_NAME
+    chosen = seeds[seeds["label"].isin(cfg.conditions)]
+    rows = []
+    for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):
+        seed_rgb = io.load_array(paths.image_file(images, seed.md5hash))
+        for k in range(cfg.candidates):
+            pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
+            name = f"{seed.md5hash}_{k}.jpg"
+            io.write_bytes(out_images / name, io.encode_jpeg(pixels, 92))
+            rows.append(
+                {
+                    "file": name,
+                    "seed_md5hash": seed.md5hash,
+                    "label": seed.label,
+                    "seed_group": seed.group,
+                    "candidate": k,
+                    "generator": cfg.generator,
+                    **info,
+                }
+            )
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def main(params: Params) -> None:
+    seeds = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str})
+    manifest = generate(seeds, params)
+    io.write_csv(paths.GENERATED / paths.MANIFEST_NAME, manifest)
+    print(f"generate: {len(manifest)} candidates from {manifest['seed_md5hash'].nunique()} seeds")

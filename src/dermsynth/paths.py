@@ -1,0 +1,75 @@
+"""Every path the project reads or writes, in one place (dvc.yaml mirrors these names).
+
+Stage outputs live under build/, models/ and reports/, never under data/: data/ is tracked
+as a whole by data.dvc, and DVC refuses stage outputs inside a tracked directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def root() -> Path:
+    """The repository root: the nearest folder upwards from the working directory with a dvc.yaml."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").exists():
+            return folder
+    return here
+
+
+def tracking_root() -> Path:
+    """Where the MLflow store lives: the real repository, also inside `dvc exp run --queue`.
+
+    Queued experiments run in a temporary copy under .dvc/tmp/exps and DVC sets DVC_ROOT to
+    the real repository; a store inside the copy would be thrown away with it.
+    """
+    return Path(os.environ["DVC_ROOT"]).resolve() if os.environ.get("DVC_ROOT") else root()
+
+
+BUILD = Path("build")
+EMBEDDED = BUILD / "embedded"
+METADATA_NAME = "fitzpatrick17k.csv"
+IMAGES_NAME = "images"
+
+PREPARED = BUILD / "prepared"
+PREPARED_TABLE = PREPARED / "metadata.csv"
+PREPARED_SUMMARY = PREPARED / "summary.json"
+
+SPLITS = BUILD / "splits"
+SPLITS_TABLE = SPLITS / "splits.csv"
+SEEDS_TABLE = SPLITS / "seeds.csv"
+
+GENERATED = BUILD / "generated"
+CURATED = BUILD / "curated"
+MANIFEST_NAME = "manifest.csv"
+
+FEATURES = BUILD / "features"
+
+MODELS = Path("models")
+REPORTS = Path("reports")
+VALIDATION_REPORTS = REPORTS / "validation"
+RUN_METRICS = REPORTS / "runs"
+STUDY_METRICS = REPORTS / "metrics.json"
+TABLES = REPORTS / "tables"
+FIGURES = REPORTS / "figures"
+PLOTS = REPORTS / "plots"
+REPORT = REPORTS / "report.md"
+BASELINE = REPORTS / "baseline.json"
+
+
+def dataset_metadata(dataset_root: str) -> Path:
+    return Path(dataset_root) / METADATA_NAME
+
+
+def dataset_images(dataset_root: str) -> Path:
+    return Path(dataset_root) / IMAGES_NAME
+
+
+def image_file(images: Path, md5hash: str) -> Path:
+    return images / f"{md5hash}.jpg"
+
+
+def run_dir(run: str) -> Path:
+    return MODELS / run

@@ -1,0 +1,177 @@
+"""Stage `report`: Markdown tables and figures that mirror the study, under reports/.
+
+Reads only what earlier stages wrote (reports/metrics.json, reports/plots/*.csv, the prepared
+table and the split table), so the report can be rebuilt in a second without training.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dermsynth import io, paths
+from dermsynth.config import Params
+from dermsynth.study import ARMS, CONDITIONS, DIRECTIONS, SLUG_OF
+
+FST_ORDER = ["1", "2", "3", "4", "5", "6"]
+
+
+def fmt_cell(row: pd.Series) -> str:
+    if pd.isna(row.get("acc")):
+        return "n/a"
+    return f"{row['acc']:.3f} ({row['wald_low']:.3f}-{row['wald_high']:.3f}) N={int(row['n'])}"
+
+
+def counts_table(prepared: pd.DataFrame, summary: dict) -> str:
+    table = pd.crosstab(prepared["label"], prepared["fitzpatrick_scale"].astype(str))
+    table = table.reindex(columns=[c for c in FST_ORDER if c in table.columns], fill_value=0)
+    table["FST -1 dropped"] = [summary["fst_unknown_dropped_by_label"].get(label, 0) for label in table.index]
+    table["total kept"] = table[[c for c in FST_ORDER if c in table.columns]].sum(axis=1)
+    return table.to_markdown()
+
+
+def splits_table(splits: pd.DataFrame) -> str:
+    sizes = splits.groupby(["direction", "role", "group"]).size().unstack("group", fill_value=0)
+    return sizes.to_markdown()
+
+
+def arms_table(arms: pd.DataFrame) -> str:
+    arms = arms.assign(cell=arms.apply(fmt_cell, axis=1))
+    wide = arms.pivot_table(index=["direction", "condition", "group"], columns="arm", values="cell", aggfunc="first")
+    return wide.reindex(columns=[a for a in ARMS if a in wide.columns]).to_markdown()
+
+
+def dose_table(dose: pd.DataFrame) -> str:
+    dose = dose.assign(cell=dose.apply(fmt_cell, axis=1))
+    return dose.pivot_table(
+        index=["direction", "condition", "group"], columns="dose", values="cell", aggfunc="first"
+    ).to_markdown()
+
+
+def spillover_table(spill: pd.DataFrame) -> str:
+    """Accuracy of every condition in every run, with the change against the same direction's fitz_only run."""
+    base = spill[spill["arm"] == "fitz_only"].set_index(["direction", "condition", "group", "label"])["acc"]
+    rows = spill[spill["arm"] != "fitz_only"].copy()
+    rows["delta"] = [
+        a - base.get((d, c, g, lab), float("nan"))
+        for a, d, c, g, lab in zip(
+            rows["acc"], rows["direction"], rows["condition"], rows["group"], rows["label"], strict=True
+        )
+    ]
+    rows["cell"] = [
+        f"{a:.2f} ({d:+.2f})" if pd.notna(a) else "n/a" for a, d in zip(rows["acc"], rows["delta"], strict=True)
+    ]
+    wide = rows.pivot_table(
+        index=["direction", "group", "condition", "arm"], columns="label", values="cell", aggfunc="first"
+    )
+    return wide.reindex(columns=[c for c in CONDITIONS if c in wide.columns]).to_markdown()
+
+
+def arms_figure(arms: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(d, g) for d in DIRECTIONS for g in DIRECTIONS[d].test_groups if d in set(arms["direction"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    for ax, (direction, group) in zip(axes[0], panels, strict=True):
+        block = arms[(arms["direction"] == direction) & (arms["group"] == group)]
+        conditions = list(dict.fromkeys(block["condition"]))
+        for i, arm in enumerate(ARMS):
+            rows = block[block["arm"] == arm].set_index("condition").reindex(conditions)
+            x = [j + (i - 1) * 0.27 for j in range(len(conditions))]
+            err = [rows["acc"] - rows["wald_low"], rows["wald_high"] - rows["acc"]]
+            ax.bar(x, rows["acc"], width=0.27, yerr=err, capsize=3, label=arm)
+        ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
+        ax.set_title(f"{direction}: test {group}", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("accuracy on the augmented condition (95% Wald CI)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    paths.FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(paths.FIGURES / "arms.png", dpi=110)
+    plt.close(fig)
+
+
+def dose_figure(dose: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(dose["group"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), sharey=True, squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        for condition, rows in dose[dose["group"] == group].groupby("condition"):
+            rows = rows.sort_values("dose")
+            ax.plot(rows["dose"], rows["acc"], marker="o", label=condition)
+            ax.fill_between(rows["dose"], rows["wald_low"], rows["wald_high"], alpha=0.15)
+        ax.set_xscale("symlog", linthresh=2)
+        ax.set_xlabel("synthetic images added (on top of the seeds)")
+        ax.set_title(f"test {group}", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("accuracy (95% Wald CI)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)
+    plt.close(fig)
+
+
+def render(params: Params) -> str:
+    prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
+    prepared = prepared[prepared["label"].isin(SLUG_OF)]
+    summary = io.read_json(paths.PREPARED_SUMMARY)
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    arms = pd.read_csv(paths.PLOTS / "arms.csv")
+    dose = pd.read_csv(paths.PLOTS / "dose.csv")
+    spill = pd.read_csv(paths.PLOTS / "spillover.csv")
+    info = io.read_json(paths.FEATURES / "info.json")
+    val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
+    arms_figure(arms)
+    dose_figure(dose)
+    lines = [
+        "# dermsynth study report",
+        "",
+        f"Dataset: `{params.dataset.root}` ({summary['rows_kept']} rows kept, "
+        f"{summary['fst_unknown_dropped']} study rows with FST -1 dropped). "
+        f"Generator: `{params.generate.generator}`. Backbone: `{info['backbone']}`, weights `{info['weights']}`"
+        + (f" ({info['note']})." if info["note"] else "."),
+        "",
+        "Cells: accuracy on the test images of the given FST group (95% Wald CI) and N. "
+        "Validation accuracy is in-distribution (the training group); chance is 1/7 = 0.143.",
+        "",
+        "## Counts by condition and FST",
+        "",
+        counts_table(prepared, summary),
+        "",
+        "## Split sizes",
+        "",
+        splits_table(splits),
+        "",
+        "## In-distribution validation accuracy (all runs)",
+        "",
+        val.agg(["mean", "min", "max"]).round(3).to_markdown(),
+        "",
+        "## Arms: accuracy on the augmented condition",
+        "",
+        arms_table(arms),
+        "",
+        "![arms](figures/arms.png)",
+        "",
+        "## Dose-response (trained on FST I-II; dose 0 = seeds only)",
+        "",
+        dose_table(dose),
+        "",
+        "![dose-response](figures/dose_response.png)",
+        "",
+        "## Spillover: every condition's accuracy, change against `fitz_only` in brackets",
+        "",
+        spillover_table(spill),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(params: Params) -> None:
+    io.write_text(paths.REPORT, render(params))
+    print(f"report: wrote {paths.REPORT} and {paths.FIGURES}/")

@@ -1,0 +1,80 @@
+"""Fixed facts of the study (PROTOCOL.md): conditions, skin-type groups, directions, arms.
+
+These are definitions, not tunable parameters: changing them changes the study, so they
+live in code and tests pin them. Everything tunable lives in params.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The seven labels, spelled exactly as in fitzpatrick17k.csv, with a slug for file and stage names.
+CONDITIONS: dict[str, str] = {
+    "basal_cell_carcinoma": "basal cell carcinoma",
+    "folliculitis": "folliculitis",
+    "nematode_infection": "nematode infection",
+    "neutrophilic_dermatoses": "neutrophilic dermatoses",
+    "prurigo_nodularis": "prurigo nodularis",
+    "psoriasis": "psoriasis",
+    "squamous_cell_carcinoma": "squamous cell carcinoma",
+}
+LABELS: tuple[str, ...] = tuple(CONDITIONS.values())
+SLUG_OF: dict[str, str] = {label: slug for slug, label in CONDITIONS.items()}
+
+# Rows per (label, fitzpatrick_scale) in the real fitzpatrick17k.csv (July 2022 revision),
+# columns FST -1 (unknown), 1, 2, 3, 4, 5, 6. Computed once from ../shared/data; a test
+# re-derives it from the CSV when the CSV is present.
+REAL_COUNTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
+    "basal cell carcinoma": (8, 85, 156, 112, 76, 24, 7),
+    "folliculitis": (25, 30, 97, 99, 51, 31, 9),
+    "nematode infection": (6, 15, 56, 79, 60, 32, 12),
+    "neutrophilic dermatoses": (11, 70, 115, 68, 51, 31, 15),
+    "prurigo nodularis": (2, 7, 28, 39, 56, 29, 9),
+    "psoriasis": (31, 113, 232, 101, 91, 64, 21),
+    "squamous cell carcinoma": (45, 100, 180, 122, 71, 40, 23),
+}
+COUNT_COLUMNS: tuple[int, ...] = (-1, 1, 2, 3, 4, 5, 6)
+
+# Coarser labels of the seven conditions, as in the CSV.
+PARTITIONS: dict[str, tuple[str, str]] = {
+    "basal cell carcinoma": ("malignant epidermal", "malignant"),
+    "folliculitis": ("inflammatory", "non-neoplastic"),
+    "nematode infection": ("inflammatory", "non-neoplastic"),
+    "neutrophilic dermatoses": ("inflammatory", "non-neoplastic"),
+    "prurigo nodularis": ("benign epidermal", "benign"),
+    "psoriasis": ("inflammatory", "non-neoplastic"),
+    "squamous cell carcinoma": ("malignant epidermal", "malignant"),
+}
+
+GROUPS: dict[str, tuple[int, ...]] = {"I-II": (1, 2), "III-IV": (3, 4), "V-VI": (5, 6)}
+
+
+def group_of(fst: int) -> str | None:
+    """The FST group name of a skin type, or None for anything outside 1..6."""
+    for name, members in GROUPS.items():
+        if fst in members:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Direction:
+    """An FST-holdout direction: train on one group, test on the two others."""
+
+    name: str
+    train_group: str
+    test_groups: tuple[str, ...]
+    seed_group: str  # the group whose seeds (and synthetic images) are added to training
+
+
+DIRECTIONS: dict[str, Direction] = {
+    "light_to_dark": Direction("light_to_dark", "I-II", ("III-IV", "V-VI"), "V-VI"),
+    "dark_to_light": Direction("dark_to_light", "V-VI", ("I-II", "III-IV"), "I-II"),
+}
+
+ARMS: tuple[str, ...] = ("fitz_only", "seed", "synthetic_and_seed")
+
+# Seed groups: seeds are drawn from the two extreme groups only (PROTOCOL.md).
+SEED_GROUPS: tuple[str, ...] = ("I-II", "V-VI")
+
+SKIN_WORDS: dict[str, str] = {"I-II": "light-skinned", "III-IV": "medium-skinned", "V-VI": "dark-skinned"}

@@ -1,0 +1,218 @@
+"""Stages `train` and `dose`: train one classifier head on cached features, evaluate it, log it.
+
+Head, optimiser, sampler and schedule follow PROTOCOL.md (Groh et al.): Adam, StepLR(7, 0.1),
+NLLLoss, a class-balanced WeightedRandomSampler drawing len(train) samples per epoch, with
+the frozen fc6/fc7 dropout active. Unlike the reference script, the epoch is chosen on the
+validation split (the test sets are only predicted, once, at the end), accuracy compares
+like shapes, and the best epoch is tracked from the first.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import WeightedRandomSampler
+
+from dermsynth import io, paths, tracking
+from dermsynth.backbone import Head
+from dermsynth.config import Params, Train
+from dermsynth.evaluate import run_metrics, run_name
+from dermsynth.study import CONDITIONS, DIRECTIONS
+
+
+class Features:
+    """The cached activations, addressable by image key (md5hash or synthetic file name)."""
+
+    def __init__(self, folder: Path):
+        self.eval = np.load(folder / "eval.npy", mmap_mode="r")
+        self.views = np.load(folder / "views.npy", mmap_mode="r")
+        self.eval_row = {k: i for i, k in enumerate(pd.read_csv(folder / "eval_index.csv", dtype=str)["key"])}
+        self.view_row = {k: i for i, k in enumerate(pd.read_csv(folder / "views_index.csv", dtype=str)["key"])}
+        self.n_views = len(self.views) // max(len(self.view_row), 1)
+        self.fc7 = torch.load(folder / "fc7.pt", weights_only=True)
+
+    def train_views(self, keys: list[str]) -> torch.Tensor:
+        """(N, views, 4096) float32 for training images."""
+        rows = np.array([self.view_row[k] for k in keys])
+        index = (rows[:, None] * self.n_views + np.arange(self.n_views)[None, :]).ravel()
+        return torch.from_numpy(self.views[index].astype(np.float32)).view(len(keys), self.n_views, -1)
+
+    def eval_features(self, keys: list[str]) -> torch.Tensor:
+        return torch.from_numpy(self.eval[np.array([self.eval_row[k] for k in keys], dtype=int)].astype(np.float32))
+
+
+def training_set(
+    splits: pd.DataFrame, curated: pd.DataFrame, direction: str, condition: str, arm: str, dose: int | None
+) -> pd.DataFrame:
+    """Keys and labels the run trains on: real training images, plus seeds and synthetic images by arm."""
+    rows = splits[(splits["direction"] == direction)]
+    parts = [rows.loc[rows["role"] == "train", ["md5hash", "label"]].rename(columns={"md5hash": "key"})]
+    label = CONDITIONS[condition]
+    if arm in ("seed", "synthetic_and_seed"):
+        seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
+        parts.append(seeds[["md5hash", "label"]].rename(columns={"md5hash": "key"}))
+    if arm == "synthetic_and_seed":
+        synth = curated[(curated["label"] == label) & (curated["seed_group"] == DIRECTIONS[direction].seed_group)]
+        synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
+        if dose is not None:
+            if dose > len(synth):
+                raise ValueError(f"dose {dose} exceeds the {len(synth)} curated images of {label!r}")
+            synth = synth.head(dose)
+        parts.append(synth[["file", "label"]].rename(columns={"file": "key"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def fit(
+    model: Head,
+    x_views: torch.Tensor,
+    y: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    cfg: Train,
+    gen: torch.Generator,
+) -> tuple[Head, list[dict]]:
+    """Train for cfg.epochs; return the head of the best validation epoch and the history."""
+    counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
+    sampler = WeightedRandomSampler((1.0 / counts)[y].double(), num_samples=len(y), replacement=True, generator=gen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
+    loss_fn = nn.NLLLoss()
+    best, best_key, history = copy.deepcopy(model.state_dict()), (-1.0, 0.0), []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.tensor(list(sampler))
+        view = torch.randint(x_views.shape[1], (len(order),), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            idx, v = order[start : start + cfg.batch_size], view[start : start + cfg.batch_size]
+            loss = loss_fn(model(x_views[idx, v]), y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(idx)
+        schedule.step()
+        model.eval()
+        with torch.inference_mode():
+            out = model(x_val)
+            val_loss, val_acc = float(loss_fn(out, y_val)), float((out.argmax(1) == y_val).float().mean())
+        history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss, "val_acc": val_acc})
+        if (val_acc, -val_loss) > best_key:
+            best_key, best = (val_acc, -val_loss), copy.deepcopy(model.state_dict())
+    model.load_state_dict(best)
+    return model, history
+
+
+def predict(model: Head, feats: Features, rows: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    model.eval()
+    with torch.inference_mode():
+        logp = model(feats.eval_features(list(rows["md5hash"])))
+    out = rows[["md5hash", "role", "group", "fitzpatrick_scale", "label"]].rename(columns={"role": "split"}).copy()
+    out["pred"] = [classes[i] for i in logp.argmax(1).tolist()]
+    out["prob_pred"] = logp.max(1).values.exp().numpy().round(5)
+    out["correct"] = out["pred"] == out["label"]
+    return out.reset_index(drop=True)
+
+
+def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = predictions[predictions["split"] == "test"]
+    matrix = pd.crosstab(pd.Categorical(test["label"], classes), pd.Categorical(test["pred"], classes), dropna=False)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix.values, cmap="Blues")
+    short = [c[:14] for c in classes]
+    ax.set_xticks(range(len(classes)), short, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), short, fontsize=7)
+    for (i, j), v in np.ndenumerate(matrix.values):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def log_run(name: str, tags: dict, run_params: dict, metrics: dict, history: list[dict], artifacts: list[Path]) -> str:
+    import mlflow
+
+    experiment = tracking.setup()
+    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags) as run:
+        mlflow.log_params(run_params)
+        for h in history:
+            mlflow.log_metrics({f"epoch/{k}": v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+        mlflow.log_metrics(metrics)
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+def main(params: Params, direction: str, condition: str, arm: str, dose: int | None = None) -> int:
+    cfg = params.train
+    name = run_name(direction, condition, arm, dose)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    classes = list(params.prepare.conditions)
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
+    feats = Features(paths.FEATURES)
+    train = training_set(splits, curated, direction, condition, arm, dose)
+    rows = splits[splits["direction"] == direction]
+    val = rows[rows["role"] == "val"]
+    fc7 = nn.Linear(4096, 4096)
+    fc7.load_state_dict(feats.fc7)
+    model = Head(fc7, cfg.hidden, len(classes), cfg.dropout)
+    to_index = {c: i for i, c in enumerate(classes)}
+    y = torch.tensor([to_index[c] for c in train["label"]])
+    y_val = torch.tensor([to_index[c] for c in val["label"]])
+    x_views = feats.train_views(list(train["key"]))
+    if cfg.standardize:
+        model.standardize(x_views.flatten(0, 1))
+    model, history = fit(model, x_views, y, feats.eval_features(list(val["md5hash"])), y_val, cfg, gen)
+    predictions = predict(model, feats, rows[rows["role"].isin(["val", "test"])], classes)
+    metrics = run_metrics(predictions, params.evaluate.z)
+    out = paths.run_dir(name)
+    torch.save(model.state_dict(), out.mkdir(parents=True, exist_ok=True) or out / "head.pt")
+    io.write_csv(out / "predictions.csv", predictions)
+    io.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        figure = Path(tmp) / "confusion_matrix.png"
+        confusion_figure(predictions, classes, figure)
+        features_info = io.read_json(paths.FEATURES / "info.json")
+        tags = {
+            "direction": direction,
+            "condition": condition,
+            "arm": arm,
+            "dose": str(dose if dose is not None else "all"),
+            "repeat": "0",
+            "dataset": params.dataset.root,
+            "generator": params.generate.generator,
+            "backbone": f"{features_info['backbone']}:{features_info['weights']}",
+            "git_commit": tracking.git_commit(),
+            "stage": "train" if dose is None else "dose",
+        }
+        run_params = {
+            **{f"train.{k}": v for k, v in asdict(cfg).items() if not isinstance(v, list)},
+            "n_train": len(train),
+            "n_synthetic": int((~train["key"].isin(set(splits["md5hash"]))).sum()),
+            "features.views": features_info["views"],
+            "features.weights": features_info["weights"],
+        }
+        log_run(name, tags, run_params, metrics, history, [figure, out / "predictions.csv"])
+    best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+    print(
+        f"train {name}: n_train={len(train)} best epoch {best['epoch']} val acc {best['val_acc']:.3f}; "
+        + ", ".join(f"{g} {metrics[f'test/{g}/acc']:.3f}" for g in DIRECTIONS[direction].test_groups)
+    )
+    return 0

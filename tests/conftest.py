@@ -1,0 +1,65 @@
+"""Shared fixtures: the real params.yaml, shrunk, and a small embedded dataset built by the real code."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+from dermsynth import config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CSV = REPO.parent / "shared" / "data" / "fitzpatrick17k.csv"
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def shrink(raw: dict) -> dict:
+    """The committed parameters made small enough for a test: few images, 1-2 epochs, one arm set."""
+    raw = copy.deepcopy(raw)
+    raw["embedded"].update(size_factor=0.12, image_size=32)
+    raw["split"].update(seeds_per_group=2)
+    raw["generate"].update(candidates=3, conditions=["psoriasis"])
+    raw["curate"].update(keep=2)
+    raw["features"].update(resize=36, crop=32, views=2, batch_size=32)
+    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"])
+    raw["dose"].update(levels=[2])
+    return raw
+
+
+@pytest.fixture
+def raw_params() -> dict:
+    return shrink(config.read_yaml(REPO / "params.yaml"))
+
+
+@pytest.fixture
+def params(raw_params: dict) -> config.Params:
+    return config.parse(raw_params)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw_params: dict) -> Path:
+    """A temporary project folder (dvc.yaml marker + shrunk params.yaml) as the working directory."""
+    import yaml
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config.load.cache_clear()
+    return tmp_path
+
+
+@pytest.fixture
+def embedded_data(workdir: Path, params: config.Params):
+    """A small embedded dataset written by the real `embedded` stage, then prepared and split."""
+    from dermsynth import embedded, prepare, split
+
+    embedded.main(params)
+    prepare.main(params)
+    split.main(params)
+    return workdir

@@ -1,0 +1,33 @@
+import pytest
+
+from dermsynth import config
+
+
+def test_committed_params_are_valid():
+    from .conftest import REPO
+
+    params = config.parse(config.read_yaml(REPO / "params.yaml"))
+    assert params.dose.levels == [2, 8, 16, 32]
+    assert params.curate.keep == 4
+    assert params.generate.candidates == 8
+
+
+def test_unknown_key_is_rejected(raw_params):
+    raw_params["train"]["epochz"] = 3
+    with pytest.raises(config.ConfigError, match="epochz"):
+        config.parse(raw_params)
+
+
+def test_missing_key_is_rejected(raw_params):
+    del raw_params["split"]["seed"]
+    with pytest.raises(config.ConfigError, match=r"split\.seed: missing"):
+        config.parse(raw_params)
+
+
+def test_cross_field_rules(raw_params):
+    raw_params["dose"]["levels"] = [1000]
+    raw_params["prepare"]["conditions"] = ["psoriasis", "not a label"]
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(raw_params)
+    assert "1000" in str(err.value)
+    assert "not a label" in str(err.value)
