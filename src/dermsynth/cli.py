@@ -56,15 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dermsynth import config
+    from dermsynth.errors import DermsynthError
 
     try:
         params = config.load()
-    except config.ConfigError as err:
-        print(f"dermsynth: {err}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(f"dermsynth.{args.command}")
-    if args.command == "train":
-        return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
-    if args.command == "gate":
-        return module.main(params, args.baseline, args.metrics, args.update) or 0
-    return module.main(params) or 0
+        module = importlib.import_module(f"dermsynth.{args.command}")
+        if args.command == "train":
+            return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
+        if args.command == "gate":
+            return module.main(params, args.baseline, args.metrics, args.update) or 0
+        return module.main(params) or 0
+    except DermsynthError as err:
+        print(f"dermsynth {args.command}: error: {err}", file=sys.stderr)
+        return 1

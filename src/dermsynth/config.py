@@ -16,10 +16,11 @@ from typing import Any, TypeVar, get_type_hints
 import yaml
 
 from dermsynth import paths
+from dermsynth.errors import DermsynthError
 from dermsynth.study import ARMS, CONDITIONS, DIRECTIONS, LABELS
 
 
-class ConfigError(ValueError):
+class ConfigError(DermsynthError, ValueError):
     """params.yaml does not describe a valid study."""
 
 
@@ -77,6 +78,7 @@ class Features:
     crop: int
     views: int
     batch_size: int
+    precision: str
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ class Params:
             problems.append("curate.keep exceeds generate.candidates")
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
+        if self.features.precision not in ("float32", "bfloat16"):
+            problems.append("features.precision must be float32 or bfloat16")
         if self.features.crop > self.features.resize:
             problems.append("features.crop exceeds features.resize")
         if problems:

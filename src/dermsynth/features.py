@@ -23,7 +23,7 @@ from torchvision import transforms as T
 from tqdm import tqdm
 
 from dermsynth import io, paths
-from dermsynth.backbone import FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
+from dermsynth.backbone import DTYPES, FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
 from dermsynth.config import Features, Params
 
 
@@ -78,7 +78,7 @@ def pick_device(name: str | None = None) -> torch.device:
 
 def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str) -> None:
     """Write fc6 activations of ``items`` to the .npy file ``out`` (float16), atomically."""
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     workers = 1 if (os.cpu_count() or 1) > 1 else 0
     loader = DataLoader(ImageViews(items, cfg), batch_size=cfg.batch_size, num_workers=workers)
     with io.atomic_path(out) as tmp:
@@ -86,7 +86,7 @@ def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features
         start = 0
         with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="img") as bar:
             for batch in loader:
-                x = batch.to(device).contiguous(memory_format=torch.channels_last)
+                x = batch.to(device, dtype).contiguous(memory_format=torch.channels_last)
                 array[start : start + len(batch)] = model(x).float().cpu().numpy()
                 start += len(batch)
                 bar.update(len(batch))
@@ -120,7 +120,8 @@ def main(params: Params, device: str | None = None) -> None:
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)
     eval_index, views_index = inventory(splits, curated, params)
     vgg = load_vgg16(cfg.weights, cfg.seed)
-    model = Fc6Extractor(vgg).eval().to(pick_device(device)).to(memory_format=torch.channels_last)
+    model = Fc6Extractor(vgg).eval().to(pick_device(device), DTYPES[cfg.precision])
+    model = model.to(memory_format=torch.channels_last)
     out = paths.FEATURES
     extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval")
     items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]
@@ -133,6 +134,7 @@ def main(params: Params, device: str | None = None) -> None:
         {
             "backbone": cfg.backbone,
             "weights": cfg.weights,
+            "precision": cfg.precision,
             "views": cfg.views,
             "crop": cfg.crop,
             "note": "weights 'none' is a seeded random initialisation: no pretrained weights exist offline"

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from dermsynth import io, paths
 from dermsynth.config import Generate, Params
+from dermsynth.errors import DermsynthError
 from dermsynth.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
 from dermsynth.study import GROUPS
 
@@ -90,7 +91,7 @@ GENERATORS = {"tone_transfer": tone_transfer}
 def generate(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
     cfg = params.generate
     if cfg.generator not in GENERATORS:
-        raise ValueError(f"generate.generator: unknown {cfg.generator!r}; available: {sorted(GENERATORS)}")
+        raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {sorted(GENERATORS)}")
     make = GENERATORS[cfg.generator]
     images = paths.dataset_images(params.dataset.root)
     out_images = paths.GENERATED / paths.IMAGES_NAME

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from dermsynth.errors import DermsynthError
 
-class BadImageError(ValueError):
+
+class BadImageError(DermsynthError, ValueError):
     """An image file is missing, truncated or not an image."""
 
 

@@ -15,11 +15,12 @@ import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
+from dermsynth.errors import DermsynthError
 
 REQUIRED = ["md5hash", "fitzpatrick_scale", "label"]
 
 
-class MetadataError(ValueError):
+class MetadataError(DermsynthError, ValueError):
     """The metadata file is missing or lacks required columns."""
 
 

@@ -31,13 +31,13 @@ def counts_table(prepared: pd.DataFrame, summary: dict) -> str:
 
 def splits_table(splits: pd.DataFrame) -> str:
     sizes = splits.groupby(["direction", "role", "group"]).size().unstack("group", fill_value=0)
-    return sizes.to_markdown()
+    return sizes.reset_index().to_markdown(index=False)
 
 
 def arms_table(arms: pd.DataFrame) -> str:
     arms = arms.assign(cell=arms.apply(fmt_cell, axis=1))
     wide = arms.pivot_table(index=["direction", "condition", "group"], columns="arm", values="cell", aggfunc="first")
-    return wide.reindex(columns=[a for a in ARMS if a in wide.columns]).to_markdown()
+    return wide.reindex(columns=[a for a in ARMS if a in wide.columns]).reset_index().to_markdown(index=False)
 
 
 def dose_table(dose: pd.DataFrame) -> str:
@@ -63,7 +63,7 @@ def spillover_table(spill: pd.DataFrame) -> str:
     wide = rows.pivot_table(
         index=["direction", "group", "condition", "arm"], columns="label", values="cell", aggfunc="first"
     )
-    return wide.reindex(columns=[c for c in CONDITIONS if c in wide.columns]).to_markdown()
+    return wide.reindex(columns=[c for c in CONDITIONS if c in wide.columns]).reset_index().to_markdown(index=False)
 
 
 def arms_figure(arms: pd.DataFrame) -> None:
@@ -85,7 +85,8 @@ def arms_figure(arms: pd.DataFrame) -> None:
         ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
         ax.set_title(f"{direction}: test {group}", fontsize=9)
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("accuracy on the augmented condition (95% Wald CI)")
+    axes[0][0].set_ylabel("accuracy (95% Wald CI)")
+    fig.suptitle("Accuracy on the augmented condition, by arm and test FST group", fontsize=10)
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     paths.FIGURES.mkdir(parents=True, exist_ok=True)
@@ -102,11 +103,14 @@ def dose_figure(dose: pd.DataFrame) -> None:
     groups = list(dict.fromkeys(dose["group"]))
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), sharey=True, squeeze=False)
     for ax, group in zip(axes[0], groups, strict=True):
-        for condition, rows in dose[dose["group"] == group].groupby("condition"):
+        levels = sorted(dose["dose"].unique())
+        position = {level: i for i, level in enumerate(levels)}
+        for i, (condition, rows) in enumerate(dose[dose["group"] == group].groupby("condition")):
             rows = rows.sort_values("dose")
-            ax.plot(rows["dose"], rows["acc"], marker="o", label=condition)
-            ax.fill_between(rows["dose"], rows["wald_low"], rows["wald_high"], alpha=0.15)
-        ax.set_xscale("symlog", linthresh=2)
+            x = [position[d] for d in rows["dose"]]
+            ax.plot(x, rows["acc"], marker="o", color=f"C{i}", label=condition)
+            ax.fill_between(x, rows["wald_low"], rows["wald_high"], color=f"C{i}", alpha=0.15)
+        ax.set_xticks(range(len(levels)), [str(d) for d in levels])
         ax.set_xlabel("synthetic images added (on top of the seeds)")
         ax.set_title(f"test {group}", fontsize=9)
         ax.set_ylim(0, 1)

@@ -23,6 +23,7 @@ from torch.utils.data import WeightedRandomSampler
 from dermsynth import io, paths, tracking
 from dermsynth.backbone import Head
 from dermsynth.config import Params, Train
+from dermsynth.errors import DermsynthError
 from dermsynth.evaluate import run_metrics, run_name
 from dermsynth.study import CONDITIONS, DIRECTIONS
 
@@ -63,7 +64,7 @@ def training_set(
         synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
         if dose is not None:
             if dose > len(synth):
-                raise ValueError(f"dose {dose} exceeds the {len(synth)} curated images of {label!r}")
+                raise DermsynthError(f"dose {dose} exceeds the {len(synth)} curated images of {label!r}")
             synth = synth.head(dose)
         parts.append(synth[["file", "label"]].rename(columns={"file": "key"}))
     return pd.concat(parts, ignore_index=True)
@@ -82,10 +83,12 @@ def fit(
     counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
     sampler = WeightedRandomSampler((1.0 / counts)[y].double(), num_samples=len(y), replacement=True, generator=gen)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=cfg.lr)
+    optimiser = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
     loss_fn = nn.NLLLoss()
     best, best_key, history = copy.deepcopy(model.state_dict()), (-1.0, 0.0), []
+    model.eval()
+    h_val = model.frozen_features(x_val)  # deterministic in eval mode: computed once, not every epoch
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = torch.tensor(list(sampler))
@@ -97,11 +100,11 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         schedule.step()
         model.eval()
         with torch.inference_mode():
-            out = model(x_val)
+            out = model.head(h_val)
             val_loss, val_acc = float(loss_fn(out, y_val)), float((out.argmax(1) == y_val).float().mean())
         history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss, "val_acc": val_acc})
         if (val_acc, -val_loss) > best_key:
@@ -172,7 +175,7 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     val = rows[rows["role"] == "val"]
     fc7 = nn.Linear(4096, 4096)
     fc7.load_state_dict(feats.fc7)
-    model = Head(fc7, cfg.hidden, len(classes), cfg.dropout)
+    model = Head(fc7, cfg.hidden, len(classes), cfg.dropout, params.features.precision)
     to_index = {c: i for i, c in enumerate(classes)}
     y = torch.tensor([to_index[c] for c in train["label"]])
     y_val = torch.tensor([to_index[c] for c in val["label"]])
@@ -183,7 +186,9 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     predictions = predict(model, feats, rows[rows["role"].isin(["val", "test"])], classes)
     metrics = run_metrics(predictions, params.evaluate.z)
     out = paths.run_dir(name)
-    torch.save(model.state_dict(), out.mkdir(parents=True, exist_ok=True) or out / "head.pt")
+    out.mkdir(parents=True, exist_ok=True)
+    # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
+    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / "head.pt")
     io.write_csv(out / "predictions.csv", predictions)
     io.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
     with tempfile.TemporaryDirectory() as tmp:

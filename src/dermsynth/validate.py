@@ -18,6 +18,7 @@ import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
+from dermsynth.errors import DermsynthError
 from dermsynth.study import DIRECTIONS
 
 MD5_PATTERN = r"^[0-9a-f]{32}$"
@@ -40,7 +41,7 @@ class Failure:
     rows: list[dict] = field(default_factory=list)
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(DermsynthError, RuntimeError):
     """At least one expectation failed; the message is the readable report."""
 
 

@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+import pytest
+
+from dermsynth import cli
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for stage in (
+        "embedded",
+        "prepare",
+        "split",
+        "validate",
+        "generate",
+        "curate",
+        "features",
+        "train",
+        "evaluate",
+        "report",
+        "gate",
+    ):
+        assert stage in out
+
+
+def test_missing_metadata_is_a_clear_error_not_a_traceback(workdir):
+    done = subprocess.run(
+        [sys.executable, "-m", "dermsynth", "prepare"], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert "fitzpatrick17k.csv: metadata file not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_params_are_reported(workdir):
+    (workdir / "params.yaml").write_text(
+        (workdir / "params.yaml").read_text().replace("epochs: 2", "epochs: 2\n  epochz: 1")
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "dermsynth", "split"], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert "epochz" in done.stderr
+    assert "Traceback" not in done.stderr
