@@ -63,8 +63,8 @@ def test_mlflow_runs_are_tagged_and_match_the_metrics_files(study: Path):
     client = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("dermsynth")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.arm = 'synthetic_and_seed'")
-    assert sorted(r.data.tags["dose"] for r in runs) == ["2", "all"]
-    run = next(r for r in runs if r.data.tags["dose"] == "all")
+    assert sorted(r.data.tags["dose"] for r in runs) == ["2", "4"]  # dose2 and all 2 seeds x 2 kept
+    run = next(r for r in runs if r.data.tags["stage"] == "train")
     for tag in ("direction", "condition", "arm", "dose", "repeat", "dataset", "generator", "git_commit", "stage"):
         assert tag in run.data.tags
     on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-synthetic_and_seed.json").read_text())
@@ -74,7 +74,9 @@ def test_mlflow_runs_are_tagged_and_match_the_metrics_files(study: Path):
 
 
 def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(study: Path):
-    assert "didn't change" in dvc("repro", cwd=study) or "up to date" in dvc("status", cwd=study)
+    again = dvc("repro", cwd=study)
+    assert "Running stage" not in again
+    assert "Data and pipelines are up to date" in again
     params = yaml.safe_load((study / "params.yaml").read_text())
     params["dose"]["levels"] = [1]
     (study / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

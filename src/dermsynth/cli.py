@@ -17,7 +17,7 @@ STAGES = {
     "validate": "Great Expectations suites over metadata, splits and image files",
     "generate": "offline synthetic candidates from the seeds",
     "curate": "select k candidates per seed; check lineage against the test sets",
-    "features": "run the frozen backbone once per image and view; cache activations",
+    "metadata": "feasibility report from the metadata CSV alone (no image needed)",
     "evaluate": "study tables (arms, dose-response, spillover) from every run",
     "report": "Markdown tables and figures under reports/",
 }
@@ -28,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in STAGES.items():
         sub.add_parser(name, help=text, description=f"Stage `{name}`: {text}.")
+    features = sub.add_parser(
+        "features",
+        help="run the frozen backbone once per image and view; cache activations",
+        description="Stage `features`: run the frozen backbone once per image and view.",
+    )
+    features.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    sub.choices["metadata"].add_argument(
+        "--csv", default=None, help="metadata CSV (default: <dataset.root>/fitzpatrick17k.csv)"
+    )
+    add_data_commands(sub)
     train = sub.add_parser(
         "train",
         help="train one head (one arm or dose of the study)",
@@ -53,6 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser(
+        "data",
+        help="get the real Fitzpatrick 17k into data/ (metadata, download, import)",
+        description="Acquire the real dataset into data/ (tracked by data.dvc).",
+    )
+    verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("metadata", help="copy the shipped, sha256-pinned metadata CSV to data/fitzpatrick17k.csv")
+    download = verbs.add_parser("download", help="fetch images from the CSV's URLs (resumable)")
+    download.add_argument("--workers", type=int, default=8, help="concurrent downloads (default 8)")
+    download.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default 20)")
+    download.add_argument("--retries", type=int, default=3, help="retries on timeouts, 429 and 5xx (default 3)")
+    download.add_argument("--all-labels", action="store_true", help="all 114 labels, not only the study's")
+    download.add_argument("--limit", type=int, default=None, help="at most this many rows (a trial run)")
+    importer = verbs.add_parser("import", help="import a folder or zip of <md5hash>.jpg files")
+    importer.add_argument("source", help="folder or .zip")
+    for verb in (download, importer):
+        verb.add_argument(
+            "--verify-md5",
+            action="store_true",
+            help="reject files whose md5 differs from md5hash (off: recorded in the report only)",
+        )
+        verb.add_argument("--dvc-add", action="store_true", help="run `dvc add data` afterwards")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dermsynth import config
@@ -60,11 +95,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         params = config.load()
-        module = importlib.import_module(f"dermsynth.{args.command}")
+        module = importlib.import_module(f"dermsynth.{'data_cli' if args.command == 'data' else args.command}")
         if args.command == "train":
             return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
         if args.command == "gate":
             return module.main(params, args.baseline, args.metrics, args.update) or 0
+        if args.command == "features":
+            return module.main(params, args.device) or 0
+        if args.command == "metadata":
+            return module.main(params, args.csv) or 0
+        if args.command == "data":
+            return module.main(params, args)
         return module.main(params) or 0
     except DermsynthError as err:
         print(f"dermsynth {args.command}: error: {err}", file=sys.stderr)

@@ -27,6 +27,7 @@ class ConfigError(DermsynthError, ValueError):
 @dataclass(frozen=True)
 class Dataset:
     root: str
+    missing_images: str = "error"
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ class Params:
             problems.append("curate.keep exceeds generate.candidates")
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
+        if self.dataset.missing_images not in ("error", "drop"):
+            problems.append("dataset.missing_images must be error or drop")
         if self.features.precision not in ("float32", "bfloat16"):
             problems.append("features.precision must be float32 or bfloat16")
         if self.features.crop > self.features.resize:

@@ -16,6 +16,7 @@ import pandas as pd
 from dermsynth import io, paths
 from dermsynth.config import Params
 from dermsynth.errors import DermsynthError
+from dermsynth.study import group_of
 
 REQUIRED = ["md5hash", "fitzpatrick_scale", "label"]
 
@@ -26,7 +27,7 @@ class MetadataError(DermsynthError, ValueError):
 
 @cache
 def fitzpatrick_labels() -> frozenset[str]:
-    text = resources.files("dermsynth").joinpath("fitzpatrick_labels.txt").read_text()
+    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick_labels.txt").read_text()
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
@@ -59,11 +60,32 @@ def clean(frame: pd.DataFrame, conditions: list[str]) -> tuple[pd.DataFrame, dic
     return kept, summary
 
 
+def drop_missing_images(kept: pd.DataFrame, images: Path) -> tuple[pd.DataFrame, dict]:
+    """Rows whose image file is absent, dropped and counted by label and FST group.
+
+    For the real dataset most URLs are dead, so the study runs on whatever subset is present;
+    the counts land in the summary and the report so that nothing goes missing silently.
+    Files that exist but do not decode are kept: `validate` names them.
+    """
+    present = set(p.stem for p in images.glob("*.jpg")) if images.exists() else set()
+    missing = ~kept["md5hash"].isin(present)
+    groups = pd.to_numeric(kept["fitzpatrick_scale"], errors="coerce").map(
+        lambda v: group_of(int(v)) if pd.notna(v) else None
+    )
+    by_group = kept[missing].groupby([kept["label"], groups]).size()
+    counts = {f"{label} / {group}": int(n) for (label, group), n in by_group.items()}
+    return kept[~missing].copy(), {"missing_images_dropped": int(missing.sum()), "missing_images_by_group": counts}
+
+
 def main(params: Params) -> None:
     source = paths.dataset_metadata(params.dataset.root)
     frame = read_metadata(source)
     kept, summary = clean(frame, params.prepare.conditions)
     summary["source"] = str(source)
+    if params.dataset.missing_images == "drop":
+        kept, missing = drop_missing_images(kept, paths.dataset_images(params.dataset.root))
+        summary.update(missing, rows_kept=len(kept))
+        print(f"prepare: {missing['missing_images_dropped']} rows have no image file and are left out")
     io.write_csv(paths.PREPARED_TABLE, kept)
     io.write_json(paths.PREPARED_SUMMARY, summary)
     print(

@@ -121,6 +121,21 @@ def dose_figure(dose: pd.DataFrame) -> None:
     plt.close(fig)
 
 
+def missing_images_section(summary: dict) -> list[str]:
+    """Rows left out for lack of an image file (real dataset), so that no loss goes unreported."""
+    if "missing_images_dropped" not in summary:
+        return []
+    lines = [
+        "## Images missing from the dataset folder",
+        "",
+        f"{summary['missing_images_dropped']} study rows have no image file and were left out before "
+        "splitting. By condition and FST group:",
+        "",
+    ]
+    lines += [f"- {key}: {n}" for key, n in sorted(summary["missing_images_by_group"].items())]
+    return [*lines, ""]
+
+
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     prepared = prepared[prepared["label"].isin(SLUG_OF)]
@@ -144,6 +159,7 @@ def render(params: Params) -> str:
         "Cells: accuracy on the test images of the given FST group (95% Wald CI) and N. "
         "Validation accuracy is in-distribution (the training group); chance is 1/7 = 0.143.",
         "",
+        *missing_images_section(summary),
         "## Counts by condition and FST",
         "",
         counts_table(prepared, summary),

@@ -161,6 +161,24 @@ def log_run(name: str, tags: dict, run_params: dict, metrics: dict, history: lis
         return run.info.run_id
 
 
+def run_tags(
+    params: Params, info: dict, direction: str, condition: str, arm: str, n_synthetic: int, stage: str
+) -> dict[str, str]:
+    """MLflow tags that make runs filterable; `dose` is the number of synthetic images trained on."""
+    return {
+        "direction": direction,
+        "condition": condition,
+        "arm": arm,
+        "dose": str(n_synthetic),
+        "repeat": "0",
+        "dataset": params.dataset.root,
+        "generator": params.generate.generator,
+        "backbone": f"{info['backbone']}:{info['weights']}",
+        "git_commit": tracking.git_commit(),
+        "stage": stage,
+    }
+
+
 def main(params: Params, direction: str, condition: str, arm: str, dose: int | None = None) -> int:
     cfg = params.train
     name = run_name(direction, condition, arm, dose)
@@ -191,30 +209,19 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / "head.pt")
     io.write_csv(out / "predictions.csv", predictions)
     io.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
+    n_synthetic = int((~train["key"].isin(set(splits["md5hash"]))).sum())
     with tempfile.TemporaryDirectory() as tmp:
         figure = Path(tmp) / "confusion_matrix.png"
         confusion_figure(predictions, classes, figure)
-        features_info = io.read_json(paths.FEATURES / "info.json")
-        tags = {
-            "direction": direction,
-            "condition": condition,
-            "arm": arm,
-            "dose": str(dose if dose is not None else "all"),
-            "repeat": "0",
-            "dataset": params.dataset.root,
-            "generator": params.generate.generator,
-            "backbone": f"{features_info['backbone']}:{features_info['weights']}",
-            "git_commit": tracking.git_commit(),
-            "stage": "train" if dose is None else "dose",
-        }
-        run_params = {
+        info = io.read_json(paths.FEATURES / "info.json")
+        tags = run_tags(params, info, direction, condition, arm, n_synthetic, "train" if dose is None else "dose")
+        logged = {
             **{f"train.{k}": v for k, v in asdict(cfg).items() if not isinstance(v, list)},
+            **{f"features.{k}": info[k] for k in ("views", "weights", "precision")},
             "n_train": len(train),
-            "n_synthetic": int((~train["key"].isin(set(splits["md5hash"]))).sum()),
-            "features.views": features_info["views"],
-            "features.weights": features_info["weights"],
+            "n_synthetic": n_synthetic,
         }
-        log_run(name, tags, run_params, metrics, history, [figure, out / "predictions.csv"])
+        log_run(name, tags, logged, metrics, history, [figure, out / "predictions.csv"])
     best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
     print(
         f"train {name}: n_train={len(train)} best epoch {best['epoch']} val acc {best['val_acc']:.3f}; "

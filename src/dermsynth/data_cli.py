@@ -1,0 +1,52 @@
+"""`dermsynth data ...`: get the real Fitzpatrick 17k into data/ (the folder data.dvc tracks).
+
+Thin glue between the command line and metadata.install_metadata / acquire.download /
+acquire.import_images; each verb ends by saying how to version the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dermsynth import acquire, metadata, paths, prepare
+from dermsynth.config import Params
+
+DATA = Path("data")
+
+
+def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
+    raw = prepare.read_metadata(paths.dataset_metadata(str(DATA)))
+    rows = raw if all_labels else raw[raw["label"].isin(params.prepare.conditions)]
+    return rows.head(limit) if limit else rows
+
+
+def main(params: Params, args: argparse.Namespace) -> int:
+    images, reports = paths.dataset_images(str(DATA)), paths.DATA_REPORTS
+    if args.verb == "metadata":
+        dest = metadata.install_metadata(paths.dataset_metadata(str(DATA)))
+        print(f"data: wrote {dest} (sha256 {metadata.SHIPPED_SHA256[:12]}..., CC BY-NC-SA 3.0)")
+        return 0
+    if args.verb == "download":
+        result = acquire.download(
+            rows_to_fetch(params, args.all_labels, args.limit),
+            images,
+            reports,
+            workers=args.workers,
+            timeout=args.timeout,
+            retries=args.retries,
+            verify_md5=args.verify_md5,
+        )
+    else:
+        raw = prepare.read_metadata(paths.dataset_metadata(str(DATA)))
+        result = acquire.import_images(Path(args.source), raw, images, reports, verify_md5=args.verify_md5)
+    print(
+        f"data: {args.verb}: "
+        + ", ".join(f"{k}={v}" for k, v in result["status"].value_counts().items())
+        + f"; report in {reports}/"
+    )
+    if args.dvc_add:
+        acquire.dvc_add(paths.root())
+    else:
+        print(acquire.versioning_hint(DATA))
+    return 0

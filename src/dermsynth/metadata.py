@@ -1,0 +1,164 @@
+"""Stage and command `metadata`: is the study feasible? A report from the metadata CSV alone, no image.
+
+Someone deciding whether to run the study on the real Fitzpatrick 17k reads this first: the
+count table by condition x FST (and the FST -1 rows dropped), the size of every split the
+study uses (train group, validation, each test group after removing seeds) for each
+direction and augmented condition, label coverage with the labels ranked by their counts at
+the FST extremes (the first criterion of the study's condition selection), and how many rows
+lack a URL. It runs the real `prepare` and `split` logic on the CSV, so the sizes are the
+ones the pipeline will use when every image is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from dermsynth import io, paths, prepare, split
+from dermsynth.config import Params
+from dermsynth.errors import DermsynthError
+from dermsynth.study import DIRECTIONS, SLUG_OF, group_of
+
+SHIPPED_SHA256 = "851dfaabf1791c2a8b1c2957619f3e0673cf0002f4ce924a5c02d185c7d4a1cd"
+
+
+def shipped_csv() -> Path:
+    """The Fitzpatrick 17k metadata shipped with the package (CC BY-NC-SA 3.0, see its licence file)."""
+    return Path(str(resources.files("dermsynth").joinpath("resources", "fitzpatrick17k.csv")))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def install_metadata(dest: Path) -> Path:
+    """Copy the shipped CSV to ``dest`` (e.g. data/fitzpatrick17k.csv) after checking its pinned sha256."""
+    source = shipped_csv()
+    digest = sha256(source)
+    if digest != SHIPPED_SHA256:
+        raise DermsynthError(f"{source}: sha256 {digest} differs from the pinned {SHIPPED_SHA256}")
+    io.write_bytes(dest, source.read_bytes())
+    return dest
+
+
+def count_table(raw: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Rows per condition and FST (-1 and 1..6) in the raw metadata."""
+    study = raw[raw["label"].isin(conditions)]
+    table = pd.crosstab(study["label"], study["fitzpatrick_scale"].astype(str))
+    columns = [c for c in ["-1", "1", "2", "3", "4", "5", "6"] if c in table.columns]
+    table = table.reindex(index=conditions, columns=columns, fill_value=0)
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def split_sizes(splits: pd.DataFrame, augmented: list[str]) -> pd.DataFrame:
+    """Per direction and condition (all conditions, then each augmented one): size of every split."""
+    rows = []
+    for direction in DIRECTIONS.values():
+        block = splits[splits["direction"] == direction.name]
+        for condition in ["all", *augmented]:
+            part = block if condition == "all" else block[block["label"] == condition]
+            row = {
+                "direction": direction.name,
+                "condition": condition,
+                "train group": direction.train_group,
+                "train": int((part["role"] == "train").sum()),
+                "val": int((part["role"] == "val").sum()),
+                "seeds added": int((part["role"] == "seed").sum()),
+            }
+            for group in ("I-II", "III-IV", "V-VI"):
+                tested = (part["role"] == "test") & (part["group"] == group)
+                row[f"test {group}"] = int(tested.sum()) if group in direction.test_groups else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def label_ranking(raw: pd.DataFrame, top: int) -> pd.DataFrame:
+    """All labels ranked by their smaller count at the two FST extremes (I-II and V-VI)."""
+    fst = pd.to_numeric(raw["fitzpatrick_scale"], errors="coerce")
+    groups = fst.map(lambda v: group_of(int(v)) if pd.notna(v) else None)
+    table = pd.crosstab(raw["label"], groups).reindex(columns=["I-II", "III-IV", "V-VI"], fill_value=0)
+    table["min extremes"] = table[["I-II", "V-VI"]].min(axis=1)
+    ranked = table.sort_values(["min extremes", "V-VI"], ascending=False)
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    return ranked.head(top)
+
+
+def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
+    url = raw.get("url", pd.Series("", index=raw.index)).fillna("")
+    hosts = url[url != ""].map(lambda u: urlparse(u).netloc or "(no host)").value_counts()
+    return {
+        "rows_without_url": int((url == "").sum()),
+        "study_rows_without_url": int(((url == "") & raw["label"].isin(conditions)).sum()),
+        "hosts": {h: int(n) for h, n in hosts.items()},
+    }
+
+
+def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
+    """The report's numbers (JSON) and its Markdown text."""
+    conditions = params.prepare.conditions
+    kept, summary = prepare.clean(raw, conditions)
+    rows = split.study_rows(kept, conditions)
+    rng = np.random.default_rng(params.split.seed)
+    seeds = split.draw_seeds(rows, conditions, params.split, rng)
+    sizes = split_sizes(split.make_splits(rows, seeds, params.split, rng), params.generate.conditions)
+    counts = count_table(raw, conditions)
+    ranking = label_ranking(raw, 15)
+    urls = url_summary(raw, conditions)
+    in_study = sorted(set(raw["label"]) & set(conditions))
+    numbers = {
+        "counts": counts.to_dict(orient="index"),
+        "fst_unknown_dropped": summary["fst_unknown_dropped"],
+        "split_sizes": sizes.to_dict(orient="records"),
+        "labels_in_metadata": int(raw["label"].nunique()),
+        "study_labels_present": in_study,
+        "urls": urls,
+    }
+    text = "\n".join(
+        [
+            "# Metadata report (no image needed)",
+            "",
+            f"{len(raw)} rows, {raw['label'].nunique()} labels; {len(in_study)} of the {len(conditions)} study "
+            f"conditions present; {summary['fst_unknown_dropped']} study rows with FST -1 are dropped.",
+            "",
+            "## Rows by condition and FST (-1 = unknown, dropped)",
+            "",
+            counts.reset_index().to_markdown(index=False),
+            "",
+            "## Split sizes if every image is present",
+            "",
+            f"Seeds: {params.split.seeds_per_group} per condition and extreme group, removed from every test set; "
+            f"validation: {params.split.val_fraction:.0%} of the training group.",
+            "",
+            sizes.to_markdown(index=False),
+            "",
+            "## Labels ranked by their counts at the FST extremes (condition selection, first criterion)",
+            "",
+            ranking.reset_index().rename(columns={"label": "label"}).to_markdown(index=False),
+            "",
+            "## URLs",
+            "",
+            f"{urls['rows_without_url']} rows have no URL ({urls['study_rows_without_url']} of them in the study's "
+            "conditions). Hosts: " + ", ".join(f"{h} ({n})" for h, n in urls["hosts"].items()) + ".",
+            "",
+        ]
+    )
+    return numbers, text
+
+
+def main(params: Params, csv: str | None = None) -> None:
+    source = Path(csv) if csv else paths.dataset_metadata(params.dataset.root)
+    raw = prepare.read_metadata(source)
+    unknown = sorted(set(raw["label"]) - set(SLUG_OF) - prepare.fitzpatrick_labels())
+    if unknown:
+        print(f"metadata: {len(unknown)} labels are not Fitzpatrick 17k labels: {unknown[:5]}")
+    numbers, text = feasibility(raw, params)
+    numbers["source"] = str(source)
+    io.write_json(paths.METADATA_REPORTS / "summary.json", numbers)
+    io.write_text(paths.METADATA_REPORTS / "report.md", text)
+    print(f"metadata: wrote {paths.METADATA_REPORTS / 'report.md'} from {source}")

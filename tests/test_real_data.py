@@ -1,0 +1,120 @@
+"""The real-data configuration end to end on a stand-in for the Fitzpatrick 17k images.
+
+The test writes a few dozen JPEGs named after real md5hash values of the seven conditions
+(their bytes cannot hash to those names, so md5 verification stays off and its result is
+recorded), imports them with `dermsynth data import`, and runs `dvc repro report` with
+dataset.root=data: prepare drops and counts the rows without an image, and every later
+stage runs on the subset, at the real image size, with backbone weights from a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from dermsynth import metadata
+from dermsynth.backbone import load_vgg16
+from dermsynth.lesions import render
+from dermsynth.skin import ITA_BANDS
+from dermsynth.study import LABELS
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+PER_CELL = 2  # images per (condition, FST group)
+
+
+def pick_rows() -> list[dict]:
+    """PER_CELL real rows per condition and FST group (I-II, III-IV, V-VI), in CSV order."""
+    chosen, seen = [], {}
+    with open(metadata.shipped_csv()) as fh:
+        for row in csv.DictReader(fh):
+            fst = int(row["fitzpatrick_scale"])
+            if row["label"] not in LABELS or fst < 1:
+                continue
+            key = (row["label"], (fst + 1) // 2)
+            if seen.get(key, 0) < PER_CELL:
+                seen[key] = seen.get(key, 0) + 1
+                chosen.append(row)
+    return chosen
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("real")
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    torch.save(load_vgg16("none", seed=1).state_dict(), root / "vgg16_weights.pt")
+    raw["dataset"].update(root="data", missing_images="drop")
+    raw["split"].update(seeds_per_group=1)
+    raw["generate"].update(candidates=2, conditions=["psoriasis"])
+    raw["curate"].update(keep=1)
+    raw["features"].update(resize=256, crop=224, views=1, batch_size=16, weights="vgg16_weights.pt")
+    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"])
+    raw["dose"].update(levels=[1])
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    rng = np.random.default_rng(0)
+    archive = root / "maintainers.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for row in pick_rows():
+            lo, hi = ITA_BANDS[int(row["fitzpatrick_scale"])]
+            path = root / "tmp.jpg"
+            Image.fromarray(render(row["label"], rng.uniform(lo, hi), 256, rng)).save(path, quality=90)
+            zf.write(path, f"fitzpatrick17k/{row['md5hash']}.jpg")
+    run([sys.executable, "-m", "dermsynth", "data", "metadata"], root)
+    run([sys.executable, "-m", "dermsynth", "data", "import", str(archive)], root)
+    run(["dvc", "init", "--no-scm", "-q"], root)
+    run(["dvc", "repro", "report"], root)
+    return root
+
+
+def test_import_records_md5_mismatch_without_rejecting(real_study: Path):
+    report = (real_study / "reports/data/import.csv").read_text().splitlines()
+    assert len(report) == 1 + 7 * 3 * PER_CELL
+    rows = list(csv.DictReader(report))
+    assert {r["status"] for r in rows} == {"imported"}
+    assert {r["md5_matches"] for r in rows} == {"False"}
+    assert len(list((real_study / "data/images").glob("*.jpg"))) == 7 * 3 * PER_CELL
+
+
+def test_missing_images_are_counted_not_silent(real_study: Path):
+    summary = json.loads((real_study / "build/prepared/summary.json").read_text())
+    assert summary["rows_kept"] == 7 * 3 * PER_CELL
+    assert summary["missing_images_dropped"] == 2707 - 7 * 3 * PER_CELL
+    report = (real_study / "reports/report.md").read_text()
+    assert f"{2707 - 7 * 3 * PER_CELL} study rows have no image file" in report
+
+
+def test_real_configuration_runs_to_the_report(real_study: Path):
+    metrics = json.loads((real_study / "reports/metrics.json").read_text())
+    assert set(metrics["arms"]) == {
+        f"light_to_dark/psoriasis/{arm}/{group}"
+        for arm in ("fitz_only", "seed", "synthetic_and_seed")
+        for group in ("III-IV", "V-VI")
+    }
+    info = json.loads((real_study / "build/features/info.json").read_text())
+    assert info["weights"] == "vgg16_weights.pt"
+    assert info["crop"] == 224
+    validation = (real_study / "reports/validation/report.md").read_text()
+    assert "All expectations passed" in validation
