@@ -17,7 +17,7 @@ import yaml
 
 from dermsynth import paths
 from dermsynth.errors import DermsynthError
-from dermsynth.study import ARMS, CONDITIONS, DIRECTIONS, LABELS
+from dermsynth.study import ARMS, DIRECTIONS, fitzpatrick_labels, slug
 
 
 class ConfigError(DermsynthError, ValueError):
@@ -40,7 +40,9 @@ class Embedded:
 
 @dataclass(frozen=True)
 class Prepare:
+    selection: str
     conditions: list[str]
+    auto_count: int
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,25 @@ class Params:
     def check(self) -> Params:
         """Cross-field rules that a single section cannot see."""
         problems = []
-        problems += [f"prepare.conditions: unknown label {c!r}" for c in self.prepare.conditions if c not in LABELS]
         problems += [
-            f"generate.conditions: {c!r} not in prepare.conditions"
-            for c in self.generate.conditions
-            if c not in self.prepare.conditions
+            f"prepare.conditions: {c!r} is not a Fitzpatrick 17k label"
+            for c in self.prepare.conditions
+            if c not in fitzpatrick_labels()
         ]
-        problems += [f"train.conditions: unknown slug {c!r}" for c in self.train.conditions if c not in CONDITIONS]
+        if self.prepare.selection not in ("explicit", "auto"):
+            problems.append("prepare.selection must be explicit or auto")
+        if self.prepare.selection == "explicit":  # in auto mode `generate` and `train` check against the choice
+            problems += [
+                f"generate.conditions: {c!r} not in prepare.conditions"
+                for c in self.generate.conditions
+                if c not in self.prepare.conditions
+            ]
+            slugs = {slug(c) for c in self.prepare.conditions}
+            problems += [
+                f"train.conditions: {c!r} is not the slug of a prepare.conditions label"
+                for c in self.train.conditions
+                if c not in slugs
+            ]
         problems += [f"train.directions: unknown {d!r}" for d in self.train.directions if d not in DIRECTIONS]
         problems += [f"train.arms: unknown {a!r}" for a in self.train.arms if a not in ARMS]
         if self.dose.direction not in DIRECTIONS:

@@ -17,7 +17,8 @@ DATA = Path("data")
 
 def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
     raw = prepare.read_metadata(paths.dataset_metadata(str(DATA)))
-    rows = raw if all_labels else raw[raw["label"].isin(params.prepare.conditions)]
+    explicit = params.prepare.selection == "explicit"
+    rows = raw[raw["label"].isin(params.prepare.conditions)] if explicit and not all_labels else raw
     return rows.head(limit) if limit else rows
 
 

@@ -12,8 +12,9 @@ import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
+from dermsynth.prepare import load_conditions
 from dermsynth.stats import wald, wilson
-from dermsynth.study import CONDITIONS, DIRECTIONS, SLUG_OF
+from dermsynth.study import DIRECTIONS, slug
 
 
 def cell(correct: pd.Series, z: float) -> dict[str, float]:
@@ -35,7 +36,7 @@ def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
     for group, rows in test.groupby("group", sort=True):
         metrics.update({f"test/{group}/{k}": v for k, v in cell(rows["correct"], z).items()})
         for label, block in rows.groupby("label", sort=True):
-            metrics.update({f"test/{group}/{SLUG_OF[label]}/{k}": v for k, v in cell(block["correct"], z).items()})
+            metrics.update({f"test/{group}/{slug(label)}/{k}": v for k, v in cell(block["correct"], z).items()})
     return metrics
 
 
@@ -71,6 +72,7 @@ def arm_of(run: dict) -> str:
 def study_rows(params: Params) -> dict[str, list[dict]]:
     """Rows of the arms, dose-response and spillover tables, read from every run's metrics file."""
     rows: dict[str, list[dict]] = {"arms": [], "dose": [], "spillover": []}
+    labels = load_conditions()
     for run in planned_runs(params):
         m = io.read_json(paths.RUN_METRICS / f"{run['name']}.json")
         ident = {"direction": run["direction"], "condition": run["condition"], "arm": arm_of(run)}
@@ -87,14 +89,14 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
             if run["arm"] == "seed" and run["direction"] == params.dose.direction:
                 # the dose-response curve starts at the seeds alone
                 rows["dose"].append({**row, "arm": "dose0", "dose": 0})
-            for slug in CONDITIONS:
+            for label in labels:
                 rows["spillover"].append(
                     {
                         **ident,
                         "group": group,
-                        "label": slug,
-                        "acc": m.get(f"test/{group}/{slug}/acc"),
-                        "n": m.get(f"test/{group}/{slug}/n", 0),
+                        "label": slug(label),
+                        "acc": m.get(f"test/{group}/{slug(label)}/acc"),
+                        "n": m.get(f"test/{group}/{slug(label)}/n", 0),
                     }
                 )
     rows["dose"].sort(key=lambda r: (r["condition"], r["group"], r["dose"]))

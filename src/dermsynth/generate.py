@@ -20,6 +20,7 @@ from tqdm import tqdm
 from dermsynth import io, paths
 from dermsynth.config import Generate, Params
 from dermsynth.errors import DermsynthError
+from dermsynth.prepare import load_conditions
 from dermsynth.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
 from dermsynth.study import GROUPS
 
@@ -95,6 +96,9 @@ def generate(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
     make = GENERATORS[cfg.generator]
     images = paths.dataset_images(params.dataset.root)
     out_images = paths.GENERATED / paths.IMAGES_NAME
+    unknown = sorted(set(cfg.conditions) - set(load_conditions()))
+    if unknown:
+        raise DermsynthError(f"generate.conditions: {unknown} are not among the study's conditions {load_conditions()}")
     chosen = seeds[seeds["label"].isin(cfg.conditions)]
     rows = []
     for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):

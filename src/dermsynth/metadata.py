@@ -22,7 +22,7 @@ import pandas as pd
 from dermsynth import io, paths, prepare, split
 from dermsynth.config import Params
 from dermsynth.errors import DermsynthError
-from dermsynth.study import DIRECTIONS, SLUG_OF, group_of
+from dermsynth.study import DIRECTIONS, fitzpatrick_labels
 
 SHIPPED_SHA256 = "851dfaabf1791c2a8b1c2957619f3e0673cf0002f4ce924a5c02d185c7d4a1cd"
 
@@ -78,17 +78,6 @@ def split_sizes(splits: pd.DataFrame, augmented: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def label_ranking(raw: pd.DataFrame, top: int) -> pd.DataFrame:
-    """All labels ranked by their smaller count at the two FST extremes (I-II and V-VI)."""
-    fst = pd.to_numeric(raw["fitzpatrick_scale"], errors="coerce")
-    groups = fst.map(lambda v: group_of(int(v)) if pd.notna(v) else None)
-    table = pd.crosstab(raw["label"], groups).reindex(columns=["I-II", "III-IV", "V-VI"], fill_value=0)
-    table["min extremes"] = table[["I-II", "V-VI"]].min(axis=1)
-    ranked = table.sort_values(["min extremes", "V-VI"], ascending=False)
-    ranked["rank"] = np.arange(1, len(ranked) + 1)
-    return ranked.head(top)
-
-
 def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
     url = raw.get("url", pd.Series("", index=raw.index)).fillna("")
     hosts = url[url != ""].map(lambda u: urlparse(u).netloc or "(no host)").value_counts()
@@ -101,14 +90,17 @@ def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
 
 def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
     """The report's numbers (JSON) and its Markdown text."""
-    conditions = params.prepare.conditions
+    selection = prepare.select_conditions(
+        raw[pd.to_numeric(raw["fitzpatrick_scale"], errors="coerce") > 0], params.prepare
+    )
+    conditions = selection["conditions"]
     kept, summary = prepare.clean(raw, conditions)
     rows = split.study_rows(kept, conditions)
     rng = np.random.default_rng(params.split.seed)
     seeds = split.draw_seeds(rows, conditions, params.split, rng)
     sizes = split_sizes(split.make_splits(rows, seeds, params.split, rng), params.generate.conditions)
     counts = count_table(raw, conditions)
-    ranking = label_ranking(raw, 15)
+    ranking = prepare.label_ranking(raw).head(15)
     urls = url_summary(raw, conditions)
     in_study = sorted(set(raw["label"]) & set(conditions))
     numbers = {
@@ -154,7 +146,7 @@ def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
 def main(params: Params, csv: str | None = None) -> None:
     source = Path(csv) if csv else paths.dataset_metadata(params.dataset.root)
     raw = prepare.read_metadata(source)
-    unknown = sorted(set(raw["label"]) - set(SLUG_OF) - prepare.fitzpatrick_labels())
+    unknown = sorted(set(raw["label"]) - fitzpatrick_labels())
     if unknown:
         print(f"metadata: {len(unknown)} labels are not Fitzpatrick 17k labels: {unknown[:5]}")
     numbers, text = feasibility(raw, params)

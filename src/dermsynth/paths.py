@@ -36,6 +36,7 @@ IMAGES_NAME = "images"
 PREPARED = BUILD / "prepared"
 PREPARED_TABLE = PREPARED / "metadata.csv"
 PREPARED_SUMMARY = PREPARED / "summary.json"
+PREPARED_CONDITIONS = PREPARED / "conditions.json"
 
 SPLITS = BUILD / "splits"
 SPLITS_TABLE = SPLITS / "splits.csv"

@@ -1,34 +1,33 @@
-"""Stage `prepare`: load the dataset's metadata, drop FST -1 rows (counted), keep the study's rows.
+"""Stage `prepare`: load the metadata, choose the study's conditions, drop FST -1 rows (counted).
 
-Rows of other Fitzpatrick 17k labels are out of scope and only counted. A label that is
-not a Fitzpatrick 17k label at all is kept, so that `validate` reports it by row instead of
-it vanishing here; the same holds for a skin type outside 1..6 other than -1.
+Conditions are either the explicit list of PROTOCOL.md (`prepare.selection: explicit`) or
+chosen automatically (`auto`): all labels ranked by the smaller of their image counts at the
+two FST extremes (I-II and V-VI), the study's first selection criterion; the top
+`prepare.auto_count` are kept. The choice and its reason go to build/prepared/conditions.json,
+which every later stage reads (not params.yaml), and to the report.
+
+Rows of other Fitzpatrick 17k labels are out of scope and only counted. A label that is not a
+Fitzpatrick 17k label at all is kept, so that `validate` reports it by row instead of it
+vanishing here; the same holds for a skin type outside 1..6 other than -1.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dermsynth import io, paths
-from dermsynth.config import Params
+from dermsynth.config import Params, Prepare
 from dermsynth.errors import DermsynthError
-from dermsynth.study import group_of
+from dermsynth.study import fitzpatrick_labels, group_of
 
 REQUIRED = ["md5hash", "fitzpatrick_scale", "label"]
 
 
 class MetadataError(DermsynthError, ValueError):
     """The metadata file is missing or lacks required columns."""
-
-
-@cache
-def fitzpatrick_labels() -> frozenset[str]:
-    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick_labels.txt").read_text()
-    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
@@ -41,6 +40,48 @@ def read_metadata(path: Path) -> pd.DataFrame:
         raise MetadataError(f"{path}: missing required columns {missing}")
     frame.insert(0, "row", range(1, len(frame) + 1))
     return frame
+
+
+def fst_groups(frame: pd.DataFrame) -> pd.Series:
+    fst = pd.to_numeric(frame["fitzpatrick_scale"], errors="coerce")
+    return fst.map(lambda v: group_of(int(v)) if pd.notna(v) else None)
+
+
+def label_ranking(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every label ranked by the smaller of its counts at FST I-II and V-VI (ties: more V-VI first)."""
+    table = pd.crosstab(frame["label"], fst_groups(frame)).reindex(columns=["I-II", "III-IV", "V-VI"], fill_value=0)
+    table["min extremes"] = table[["I-II", "V-VI"]].min(axis=1)
+    ranked = table.sort_values(["min extremes", "V-VI"], ascending=False)
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    return ranked
+
+
+def select_conditions(usable: pd.DataFrame, cfg: Prepare) -> dict:
+    """The study's conditions with the reason for them (what conditions.json holds)."""
+    if cfg.selection == "explicit":
+        return {
+            "mode": "explicit",
+            "conditions": list(cfg.conditions),
+            "reason": "listed in params.yaml (prepare.conditions), as chosen by the original study",
+        }
+    known = usable[usable["label"].isin(fitzpatrick_labels())]
+    ranking = label_ranking(known)
+    chosen = list(ranking[ranking["min extremes"] > 0].index[: cfg.auto_count])
+    if len(chosen) < 2:
+        raise DermsynthError(f"prepare.selection auto: only {len(chosen)} labels have images at both FST extremes")
+    return {
+        "mode": "auto",
+        "conditions": chosen,
+        "reason": f"top {len(chosen)} of {len(ranking)} labels by the smaller of their image counts at FST I-II "
+        "and V-VI (the study's first criterion; its second, non-zero cross-FST accuracy of a Groh-style "
+        "baseline, needs a baseline run that this pipeline does not make yet)",
+        "ranking": ranking.head(max(15, cfg.auto_count)).reset_index().to_dict(orient="records"),
+    }
+
+
+def load_conditions() -> list[str]:
+    """The conditions chosen by `prepare` (every stage after it reads these, not params.yaml)."""
+    return list(io.read_json(paths.PREPARED_CONDITIONS)["conditions"])
 
 
 def clean(frame: pd.DataFrame, conditions: list[str]) -> tuple[pd.DataFrame, dict]:
@@ -60,19 +101,19 @@ def clean(frame: pd.DataFrame, conditions: list[str]) -> tuple[pd.DataFrame, dic
     return kept, summary
 
 
-def drop_missing_images(kept: pd.DataFrame, images: Path) -> tuple[pd.DataFrame, dict]:
+def image_names(images: Path) -> set[str]:
+    return {p.stem for p in images.glob("*.jpg")} if images.exists() else set()
+
+
+def drop_missing_images(kept: pd.DataFrame, present: set[str]) -> tuple[pd.DataFrame, dict]:
     """Rows whose image file is absent, dropped and counted by label and FST group.
 
     For the real dataset most URLs are dead, so the study runs on whatever subset is present;
     the counts land in the summary and the report so that nothing goes missing silently.
     Files that exist but do not decode are kept: `validate` names them.
     """
-    present = set(p.stem for p in images.glob("*.jpg")) if images.exists() else set()
     missing = ~kept["md5hash"].isin(present)
-    groups = pd.to_numeric(kept["fitzpatrick_scale"], errors="coerce").map(
-        lambda v: group_of(int(v)) if pd.notna(v) else None
-    )
-    by_group = kept[missing].groupby([kept["label"], groups]).size()
+    by_group = kept[missing].groupby([kept["label"], fst_groups(kept)]).size()
     counts = {f"{label} / {group}": int(n) for (label, group), n in by_group.items()}
     return kept[~missing].copy(), {"missing_images_dropped": int(missing.sum()), "missing_images_by_group": counts}
 
@@ -80,15 +121,19 @@ def drop_missing_images(kept: pd.DataFrame, images: Path) -> tuple[pd.DataFrame,
 def main(params: Params) -> None:
     source = paths.dataset_metadata(params.dataset.root)
     frame = read_metadata(source)
-    kept, summary = clean(frame, params.prepare.conditions)
+    drop = params.dataset.missing_images == "drop"
+    present = image_names(paths.dataset_images(params.dataset.root)) if drop else set()
+    selection = select_conditions(frame[frame["md5hash"].isin(present)] if drop else frame, params.prepare)
+    kept, summary = clean(frame, selection["conditions"])
     summary["source"] = str(source)
-    if params.dataset.missing_images == "drop":
-        kept, missing = drop_missing_images(kept, paths.dataset_images(params.dataset.root))
+    if drop:
+        kept, missing = drop_missing_images(kept, present)
         summary.update(missing, rows_kept=len(kept))
         print(f"prepare: {missing['missing_images_dropped']} rows have no image file and are left out")
     io.write_csv(paths.PREPARED_TABLE, kept)
     io.write_json(paths.PREPARED_SUMMARY, summary)
+    io.write_json(paths.PREPARED_CONDITIONS, selection)
     print(
-        f"prepare: kept {summary['rows_kept']} of {summary['rows_in_metadata']} rows; "
-        f"dropped {summary['fst_unknown_dropped']} study rows with FST -1"
+        f"prepare: {selection['mode']} conditions {selection['conditions']}; kept {summary['rows_kept']} of "
+        f"{summary['rows_in_metadata']} rows; dropped {summary['fst_unknown_dropped']} study rows with FST -1"
     )

@@ -10,7 +10,8 @@ import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
-from dermsynth.study import ARMS, CONDITIONS, DIRECTIONS, SLUG_OF
+from dermsynth.prepare import load_conditions
+from dermsynth.study import ARMS, DIRECTIONS, slug
 
 FST_ORDER = ["1", "2", "3", "4", "5", "6"]
 
@@ -63,7 +64,8 @@ def spillover_table(spill: pd.DataFrame) -> str:
     wide = rows.pivot_table(
         index=["direction", "group", "condition", "arm"], columns="label", values="cell", aggfunc="first"
     )
-    return wide.reindex(columns=[c for c in CONDITIONS if c in wide.columns]).reset_index().to_markdown(index=False)
+    order = [slug(c) for c in load_conditions()]
+    return wide.reindex(columns=[c for c in order if c in wide.columns]).reset_index().to_markdown(index=False)
 
 
 def arms_figure(arms: pd.DataFrame) -> None:
@@ -138,7 +140,8 @@ def missing_images_section(summary: dict) -> list[str]:
 
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
-    prepared = prepared[prepared["label"].isin(SLUG_OF)]
+    selection = io.read_json(paths.PREPARED_CONDITIONS)
+    prepared = prepared[prepared["label"].isin(selection["conditions"])]
     summary = io.read_json(paths.PREPARED_SUMMARY)
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     arms = pd.read_csv(paths.PLOTS / "arms.csv")
@@ -160,6 +163,10 @@ def render(params: Params) -> str:
         "Validation accuracy is in-distribution (the training group); chance is 1/7 = 0.143.",
         "",
         *missing_images_section(summary),
+        "## Conditions",
+        "",
+        f"{', '.join(selection['conditions'])} ({selection['mode']}: {selection['reason']}).",
+        "",
         "## Counts by condition and FST",
         "",
         counts_table(prepared, summary),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params, Split
+from dermsynth.prepare import load_conditions
 from dermsynth.study import DIRECTIONS, SEED_GROUPS, group_of
 
 SPLIT_COLUMNS = ["direction", "role", "md5hash", "label", "fitzpatrick_scale", "group"]
@@ -77,9 +78,10 @@ def make_splits(rows: pd.DataFrame, seeds: pd.DataFrame, cfg: Split, rng: np.ran
 
 def main(params: Params) -> None:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
-    rows = study_rows(prepared, params.prepare.conditions)
+    conditions = load_conditions()
+    rows = study_rows(prepared, conditions)
     rng = np.random.default_rng(params.split.seed)
-    seeds = draw_seeds(rows, params.prepare.conditions, params.split, rng)
+    seeds = draw_seeds(rows, conditions, params.split, rng)
     splits = make_splits(rows, seeds, params.split, rng)
     io.write_csv(paths.SEEDS_TABLE, seeds)
     io.write_csv(paths.SPLITS_TABLE, splits)

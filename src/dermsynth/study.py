@@ -6,7 +6,10 @@ live in code and tests pin them. Everything tunable lives in params.yaml.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
 # The seven labels, spelled exactly as in fitzpatrick17k.csv, with a slug for file and stage names.
 CONDITIONS: dict[str, str] = {
@@ -19,7 +22,19 @@ CONDITIONS: dict[str, str] = {
     "squamous_cell_carcinoma": "squamous cell carcinoma",
 }
 LABELS: tuple[str, ...] = tuple(CONDITIONS.values())
-SLUG_OF: dict[str, str] = {label: slug for slug, label in CONDITIONS.items()}
+
+
+def slug(label: str) -> str:
+    """File- and stage-name form of a label: 'basal cell carcinoma' -> 'basal_cell_carcinoma'."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+@cache
+def fitzpatrick_labels() -> frozenset[str]:
+    """The 114 labels of fitzpatrick17k.csv (resources/fitzpatrick_labels.txt)."""
+    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick_labels.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
 
 # Rows per (label, fitzpatrick_scale) in the real fitzpatrick17k.csv (July 2022 revision),
 # columns FST -1 (unknown), 1, 2, 3, 4, 5, 6. Computed once from ../shared/data; a test

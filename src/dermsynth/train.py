@@ -25,7 +25,8 @@ from dermsynth.backbone import Head
 from dermsynth.config import Params, Train
 from dermsynth.errors import DermsynthError
 from dermsynth.evaluate import run_metrics, run_name
-from dermsynth.study import CONDITIONS, DIRECTIONS
+from dermsynth.prepare import load_conditions
+from dermsynth.study import DIRECTIONS, slug
 
 
 class Features:
@@ -49,13 +50,21 @@ class Features:
         return torch.from_numpy(self.eval[np.array([self.eval_row[k] for k in keys], dtype=int)].astype(np.float32))
 
 
+def label_of(condition: str, labels: list[str]) -> str:
+    """The label whose slug is ``condition`` (train.conditions holds slugs), or a clear error."""
+    for label in labels:
+        if slug(label) == condition:
+            return label
+    raise DermsynthError(f"train.conditions: {condition!r} is not one of the study's conditions {labels}")
+
+
 def training_set(
     splits: pd.DataFrame, curated: pd.DataFrame, direction: str, condition: str, arm: str, dose: int | None
 ) -> pd.DataFrame:
     """Keys and labels the run trains on: real training images, plus seeds and synthetic images by arm."""
     rows = splits[(splits["direction"] == direction)]
     parts = [rows.loc[rows["role"] == "train", ["md5hash", "label"]].rename(columns={"md5hash": "key"})]
-    label = CONDITIONS[condition]
+    label = label_of(condition, sorted(set(splits["label"])))
     if arm in ("seed", "synthetic_and_seed"):
         seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
         parts.append(seeds[["md5hash", "label"]].rename(columns={"md5hash": "key"}))
@@ -184,7 +193,7 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     name = run_name(direction, condition, arm, dose)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    classes = list(params.prepare.conditions)
+    classes = load_conditions()
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
     feats = Features(paths.FEATURES)

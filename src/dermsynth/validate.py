@@ -19,6 +19,7 @@ import pandas as pd
 from dermsynth import io, paths
 from dermsynth.config import Params
 from dermsynth.errors import DermsynthError
+from dermsynth.prepare import load_conditions
 from dermsynth.study import DIRECTIONS
 
 MD5_PATTERN = r"^[0-9a-f]{32}$"
@@ -191,7 +192,7 @@ def publish(failures: list[Failure], checked: dict[str, int], limit: int, name: 
 def check_data(prepared: pd.DataFrame, splits: pd.DataFrame, seeds: pd.DataFrame, params: Params) -> None:
     meta = metadata_frame(prepared, paths.dataset_images(params.dataset.root))
     seed_md5 = sorted(seeds["md5hash"])
-    failures = run_suite("metadata", meta, metadata_rules(params.prepare.conditions), ["row", "md5hash"])
+    failures = run_suite("metadata", meta, metadata_rules(load_conditions()), ["row", "md5hash"])
     failures += run_suite("splits", splits_frame(splits), split_rules(seed_md5), ["direction", "role", "md5hash"])
     publish(failures, {"metadata": len(meta), "splits": len(splits)}, params.validate.max_rows_in_report, "report")
 
