@@ -458,3 +458,36 @@ def test_dvc_add_reports_failure(tmp_path: Path) -> None:
     (tmp_path / "data" / "x.txt").write_text("x")
     with pytest.raises(acquire.AcquireError, match=r"`dvc add data` failed .*DVC repo"):
         acquire.dvc_add(tmp_path)  # not a DVC repository: dvc's own message is passed on
+
+
+def test_data_download_command(server: Server, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dermsynth data download` reads data/fitzpatrick17k.csv, keeps only the study's rows, reports, and hints."""
+    from dermsynth import cli
+
+    good = jpeg(7)
+    rows = [
+        {
+            "md5hash": fake_md5("a"),
+            "label": "psoriasis",
+            "fitzpatrick_scale": "2",
+            "url": server.route("/a.jpg", Reply(200, good)),
+        },
+        {"md5hash": fake_md5("b"), "label": "psoriasis", "fitzpatrick_scale": "5", "url": server.url("/gone.jpg")},
+        {
+            "md5hash": fake_md5("c"),
+            "label": "acne",
+            "fitzpatrick_scale": "3",
+            "url": server.route("/c.jpg", Reply(200, good)),
+        },
+    ]
+    (workdir / "data").mkdir()
+    pd.DataFrame(rows).to_csv(workdir / "data" / "fitzpatrick17k.csv", index=False)
+    assert cli.main(["data", "download", "--workers", "2", "--timeout", str(TIMEOUT), "--retries", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "ok=1" in out
+    assert "http_404=1" in out
+    assert "dvc add data" in out
+    assert final_files(workdir / "data" / "images") == {f"{fake_md5('a')}.jpg"}
+    assert server.hits()["/c.jpg"] == 0  # acne is not one of the study's conditions
+    report = pd.read_csv(workdir / "reports" / "data" / "availability.csv")
+    assert sorted(report["status"]) == ["http_404", "ok"]
