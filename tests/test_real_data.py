@@ -63,6 +63,7 @@ def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("real")
     shutil.copy(REPO / "dvc.yaml", root)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "annotations", root / "annotations")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     torch.save(load_vgg16("none", seed=1).state_dict(), root / "vgg16_weights.pt")
     raw["dataset"].update(root="data", missing_images="drop")

@@ -23,6 +23,9 @@ STAGES = {
 }
 
 
+MODULES = {"data": "data_cli", "seeds": "annotations"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dermsynth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["metadata"].add_argument(
         "--csv", default=None, help="metadata CSV (default: <dataset.root>/fitzpatrick17k.csv)"
     )
+    sub.choices["generate"].add_argument(
+        "--dry-run", action="store_true", help="print every prompt, the calls and the estimated cost; call nothing"
+    )
     add_data_commands(sub)
+    seeds = sub.add_parser(
+        "seeds",
+        help="seed annotations (crop, mask, body part, noun) for the prompts",
+        description="Seed annotations, versioned in git, that generation reads.",
+    )
+    seeds.add_argument("verb", choices=["init"], help="init: add default rows for seeds not yet annotated")
     train = sub.add_parser(
         "train",
         help="train one head (one arm or dose of the study)",
@@ -95,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         params = config.load()
-        module = importlib.import_module(f"dermsynth.{'data_cli' if args.command == 'data' else args.command}")
+        module = importlib.import_module(f"dermsynth.{MODULES.get(args.command, args.command)}")
         if args.command == "train":
             return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
         if args.command == "gate":
@@ -106,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args.csv) or 0
         if args.command == "data":
             return module.main(params, args)
+        if args.command == "generate":
+            return module.main(params, args.dry_run) or 0
+        if args.command == "seeds":
+            return module.main(params, args.verb) or 0
         return module.main(params) or 0
     except DermsynthError as err:
         print(f"dermsynth {args.command}: error: {err}", file=sys.stderr)

@@ -58,18 +58,37 @@ class Validate:
 
 
 @dataclass(frozen=True)
+class OpenAIImages:
+    """The `generate.openai` block: the paid backend (the key comes only from OPENAI_API_KEY)."""
+
+    model: str = "gpt-image-2"
+    size: str = "1024x1024"
+    quality: str = "medium"
+    max_usd: float = 5.0
+    workers: int = 4
+    timeout: float = 300.0
+    base_url: str | None = None
+    cache: str = ".cache/openai-images"
+
+
+@dataclass(frozen=True)
 class Generate:
     generator: str
+    annotations: str
     seed: int
     candidates: int
     conditions: list[str]
     strength: list[float]
     crop: list[float]
+    openai: OpenAIImages = field(default_factory=OpenAIImages)
 
 
 @dataclass(frozen=True)
 class Curate:
     keep: int
+    mode: str = "auto"
+    decisions: str = "annotations/decisions.csv"
+    near_duplicate_bits: int = 6
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,8 @@ class Params:
             for d in self.dose.levels
             if not 0 <= d <= max_dose
         ]
+        if self.curate.mode not in ("auto", "human"):
+            problems.append("curate.mode must be auto or human")
         if self.curate.keep > self.generate.candidates:
             problems.append("curate.keep exceeds generate.candidates")
         if not 0 < self.split.val_fraction < 1:

@@ -7,22 +7,35 @@ Scores per candidate (all recorded in build/curated/scores.csv):
   blurs, and the study's reviewers kept photorealistic images.
 - `novelty`: mean absolute pixel difference to the seed, capped at 0.1 and scaled to 1:
   a near-copy of the seed adds nothing the seed does not already add.
-Ranking: in_band first, then score = sharpness + novelty, ties by candidate index.
+- `change_in_mask`, `change_outside_mask` (mask-based generators): mean absolute change inside
+  and outside the edit mask against the seed crop the editor saw.
+- `nearest_test_phash`, `nearest_test_md5`: the smallest perceptual-hash (pHash, 64 bits)
+  Hamming distance to any test image of any split. A Great Expectations rule rejects
+  candidates within `curate.near_duplicate_bits` of a test image: training on them would leak
+  that test image (reports/validation/near_duplicates.md lists them).
+Ranking (`curate.mode: auto`): in_band first, then score = sharpness + novelty, ties by
+candidate index; the top `keep` per seed are kept. In `human` mode a reviewer's decisions CSV
+(`curate.decisions`, in git: file, decision accept/reject, note) decides instead, and the stage
+refuses to run while any candidate lacks a decision, listing them and writing a template.
+Both modes write reports/curation/contact_sheet.html (seed beside its candidates, with scores).
 Before writing, the lineage suite of `validate` checks that no parent seed is a test image.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from dermsynth import io, paths
-from dermsynth.config import Params
+from dermsynth import contact_sheet, io, paths
+from dermsynth.config import Curate, Params
 from dermsynth.skin import group_ita_range, skin_ita
 from dermsynth.study import GROUPS
-from dermsynth.validate import ValidationFailed, check_synthetic
+from dermsynth.validate import ValidationFailed, check_synthetic, screen_near_duplicates
 
 
 def laplacian_variance(rgb: np.ndarray) -> float:
@@ -45,45 +58,147 @@ def score_candidate(candidate: np.ndarray, seed: np.ndarray, group: str) -> dict
     }
 
 
-def score_all(manifest: pd.DataFrame, params: Params) -> pd.DataFrame:
+def same_size(seed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The seed resampled to a candidate's size (an API backend returns e.g. 1024 px for a 64 px seed)."""
+    if seed.shape == shape:
+        return seed
+    image = Image.fromarray((seed * 255).round().astype(np.uint8)).resize((shape[1], shape[0]), Image.LANCZOS)
+    return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def mask_change(candidate: np.ndarray, seed: np.ndarray, crop_box: str, mask_box: str) -> dict:
+    """Mean absolute change inside and outside the edit mask, against the seed crop the editor saw.
+
+    An editor should change the lesion area and leave the rest; a large change outside the mask
+    means the paste-back failed or the mask was wrong. NaN for generators without a mask.
+    """
+    if not isinstance(mask_box, str) or not mask_box.strip():
+        return {"change_in_mask": float("nan"), "change_outside_mask": float("nan")}
+    x0, y0, width, height = (int(v) for v in crop_box.split())
+    reference = same_size(seed[y0 : y0 + height, x0 : x0 + width], candidate.shape)
+    inside = np.zeros(candidate.shape[:2], dtype=bool)
+    mx0, my0, mx1, my1 = (int(v) for v in mask_box.split())
+    inside[my0:my1, mx0:mx1] = True
+    diff = np.abs(candidate - reference).mean(axis=2)
+    return {
+        "change_in_mask": round(float(diff[inside].mean()), 4),
+        "change_outside_mask": round(float(diff[~inside].mean()), 4) if (~inside).any() else 0.0,
+    }
+
+
+def phash_bits(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return imagehash.phash(image).hash.flatten()
+
+
+def test_hashes(splits: pd.DataFrame, images: Path) -> tuple[list[str], np.ndarray]:
+    """pHash bits (N, 64) of every test image of every direction."""
+    md5s = sorted(set(splits.loc[splits["role"] == "test", "md5hash"]))
+    return md5s, np.array([phash_bits(paths.image_file(images, h)) for h in md5s]).reshape(len(md5s), 64)
+
+
+def score_all(manifest: pd.DataFrame, splits: pd.DataFrame, params: Params) -> pd.DataFrame:
     images = paths.dataset_images(params.dataset.root)
+    test_md5, test_bits = test_hashes(splits, images)
     seeds: dict[str, np.ndarray] = {}
     scores = []
     for row in manifest.itertuples():
         if row.seed_md5hash not in seeds:
             seeds[row.seed_md5hash] = io.load_array(paths.image_file(images, row.seed_md5hash))
-        candidate = io.load_array(paths.GENERATED / paths.IMAGES_NAME / row.file)
-        scores.append(score_candidate(candidate, seeds[row.seed_md5hash], row.seed_group))
+        path = paths.GENERATED / paths.IMAGES_NAME / row.file
+        candidate = io.load_array(path)
+        score = score_candidate(candidate, same_size(seeds[row.seed_md5hash], candidate.shape), row.seed_group)
+        distances = (test_bits != phash_bits(path)).sum(axis=1) if len(test_md5) else np.array([64])
+        nearest = int(distances.argmin())
+        score["nearest_test_phash"] = int(distances[nearest])
+        score["nearest_test_md5"] = test_md5[nearest] if len(test_md5) else ""
+        score.update(
+            mask_change(candidate, seeds[row.seed_md5hash], getattr(row, "crop_box", ""), getattr(row, "mask_box", ""))
+        )
+        scores.append(score)
     return pd.concat([manifest.reset_index(drop=True), pd.DataFrame(scores)], axis=1)
 
 
-def select(scored: pd.DataFrame, keep: int) -> pd.DataFrame:
-    """Mark the top ``keep`` candidates of every seed as selected."""
-    ranked = scored.sort_values(["seed_md5hash", "in_band", "score", "candidate"], ascending=[True, False, False, True])
+def select(scored: pd.DataFrame, keep: int, rejected: set[str]) -> pd.DataFrame:
+    """Mark the top ``keep`` candidates of every seed, among those not rejected, as selected."""
+    ranked = scored.assign(allowed=~scored["file"].isin(rejected))
+    ranked = ranked.sort_values(
+        ["seed_md5hash", "allowed", "in_band", "score", "candidate"], ascending=[True, False, False, False, True]
+    )
     ranked["rank"] = ranked.groupby("seed_md5hash").cumcount()
-    ranked["selected"] = ranked["rank"] < keep
-    return ranked.sort_values(["seed_md5hash", "candidate"]).reset_index(drop=True)
+    ranked["selected"] = ranked["allowed"] & (ranked["rank"] < keep)
+    ranked["decision"] = np.where(ranked["selected"], "auto: kept (top-k)", "auto: not in top-k")
+    ranked.loc[~ranked["allowed"], "decision"] = "rejected: near-duplicate of test image " + ranked["nearest_test_md5"]
+    return ranked.drop(columns=["allowed"]).sort_values(["seed_md5hash", "candidate"]).reset_index(drop=True)
 
 
-def main(params: Params) -> int:
-    manifest = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
-    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
-    seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str, keep_default_na=False)
-    scored = select(score_all(manifest, params), params.curate.keep)
-    curated = scored[scored["selected"]].drop(columns=["selected"])
-    try:
-        check_synthetic(curated, splits, seeds, params)
-    except ValidationFailed as err:
-        print(f"curate: FAILED\n{err}")
-        return 1
+def apply_decisions(ranked: pd.DataFrame, cfg: Curate) -> pd.DataFrame:
+    """Human mode: the reviewer's accept/reject replaces the automatic choice (near-duplicates stay out)."""
+    path = Path(cfg.decisions)
+    decisions = (
+        pd.read_csv(path, dtype=str, keep_default_na=False)
+        if path.exists()
+        else pd.DataFrame(columns=["file", "decision", "note"])
+    )
+    verdict = dict(zip(decisions["file"], decisions["decision"].str.strip().str.lower(), strict=True))
+    choice = ranked["file"].map(verdict)
+    reviewable = ~ranked["decision"].str.startswith("rejected")
+    pending = reviewable & ~choice.isin(["accept", "reject"])
+    if pending.any():
+        template = ranked[["file", "seed_md5hash", "label", "score", "decision"]]
+        template = template.rename(columns={"decision": "suggestion"}).assign(decision="", note="")
+        io.write_csv(paths.CURATION_REPORTS / "decisions_template.csv", template)
+        missing = ranked.loc[pending, "file"].tolist()
+        raise CurationPending(
+            f"{len(missing)} candidates have no decision in {path}: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
+            f". Review {paths.CURATION_REPORTS / 'contact_sheet.html'}, fill "
+            f"{paths.CURATION_REPORTS / 'decisions_template.csv'} and save it as {path}."
+        )
+    reviewed = ranked.copy()
+    reviewed["selected"] = reviewable & choice.eq("accept")
+    reviewed.loc[reviewable, "decision"] = "reviewer: " + choice[reviewable]
+    return reviewed
+
+
+class CurationPending(RuntimeError):
+    """Human mode with decisions missing."""
+
+
+def write_outputs(scored: pd.DataFrame, curated: pd.DataFrame, params: Params) -> None:
     out_images = paths.CURATED / paths.IMAGES_NAME
     out_images.mkdir(parents=True, exist_ok=True)
     for name in curated["file"]:
         shutil.copyfile(paths.GENERATED / paths.IMAGES_NAME / name, out_images / name)
     io.write_csv(paths.CURATED / "scores.csv", scored)
     io.write_csv(paths.CURATED / paths.MANIFEST_NAME, curated)
+
+
+def main(params: Params) -> int:
+    cfg = params.curate
+    manifest = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str, keep_default_na=False)
+    scored = score_all(manifest, splits, params)
+    rejected = screen_near_duplicates(scored, cfg.near_duplicate_bits, params.validate.max_rows_in_report)
+    scored = select(scored, cfg.keep, rejected)
+    sheet = contact_sheet.render(
+        scored,
+        paths.dataset_images(params.dataset.root),
+        paths.GENERATED / paths.IMAGES_NAME,
+        f"Synthetic candidates ({params.generate.generator})",
+    )
+    io.write_text(paths.CURATION_REPORTS / "contact_sheet.html", sheet)
+    try:
+        if cfg.mode == "human":
+            scored = apply_decisions(scored, cfg)
+        curated = scored[scored["selected"]].drop(columns=["selected"])
+        check_synthetic(curated, splits, seeds, params)
+    except (ValidationFailed, CurationPending) as err:
+        print(f"curate: FAILED\n{err}")
+        return 1
+    write_outputs(scored, curated, params)
     print(
-        f"curate: kept {len(curated)} of {len(scored)} candidates "
-        f"({int((~curated['in_band']).sum())} kept outside their FST band)"
+        f"curate ({cfg.mode}): kept {len(curated)} of {len(scored)} candidates; {len(rejected)} near-duplicates "
+        f"of test images rejected; {int((~curated['in_band']).sum())} kept outside their FST band"
     )
     return 0

@@ -11,13 +11,14 @@ Every candidate is written with its lineage (seed md5, generator, parameters).
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from dermsynth import io, paths
+from dermsynth import annotations, io, paths
 from dermsynth.config import Generate, Params
 from dermsynth.errors import DermsynthError
 from dermsynth.prepare import load_conditions
@@ -31,6 +32,9 @@ MANIFEST_COLUMNS = [
     "seed_group",
     "candidate",
     "generator",
+    "model",
+    "prompt",
+    "annotation",
     "seed_ita",
     "target_ita",
     "strength",
@@ -87,26 +91,33 @@ def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.rando
 
 
 GENERATORS = {"tone_transfer": tone_transfer}
+BACKENDS = ("tone_transfer", "openai")
 
 
-def generate(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
+def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The seeds of the augmented conditions, each with its annotation (file row or defaults)."""
     cfg = params.generate
-    if cfg.generator not in GENERATORS:
-        raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {sorted(GENERATORS)}")
-    make = GENERATORS[cfg.generator]
-    images = paths.dataset_images(params.dataset.root)
-    out_images = paths.GENERATED / paths.IMAGES_NAME
     unknown = sorted(set(cfg.conditions) - set(load_conditions()))
     if unknown:
         raise DermsynthError(f"generate.conditions: {unknown} are not among the study's conditions {load_conditions()}")
-    chosen = seeds[seeds["label"].isin(cfg.conditions)]
+    chosen = seeds[seeds["label"].isin(cfg.conditions)].reset_index(drop=True)
+    images = paths.dataset_images(params.dataset.root)
+    notes = annotations.for_seeds(chosen, images, Path(cfg.annotations))
+    return notes.assign(prompt=[annotations.prompt(row) for _, row in notes.iterrows()])
+
+
+def offline(chosen: pd.DataFrame, params: Params) -> list[dict]:
+    """Candidates from a weight-free generator (no prompt is used; the study's prompt is recorded)."""
+    cfg = params.generate
+    make = GENERATORS[cfg.generator]
+    images = paths.dataset_images(params.dataset.root)
     rows = []
     for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):
         seed_rgb = io.load_array(paths.image_file(images, seed.md5hash))
         for k in range(cfg.candidates):
             pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
             name = f"{seed.md5hash}_{k}.jpg"
-            io.write_bytes(out_images / name, io.encode_jpeg(pixels, 92))
+            io.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, io.encode_jpeg(pixels, 92))
             rows.append(
                 {
                     "file": name,
@@ -115,14 +126,35 @@ def generate(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
                     "seed_group": seed.group,
                     "candidate": k,
                     "generator": cfg.generator,
+                    "model": "",
+                    "prompt": seed.prompt,
+                    "annotation": seed.source,
                     **info,
                 }
             )
-    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return rows
 
 
-def main(params: Params) -> None:
+def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> pd.DataFrame:
+    cfg = params.generate
+    if cfg.generator not in BACKENDS:
+        raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {list(BACKENDS)}")
+    chosen = seeds_to_use(seeds, params)
+    if cfg.generator == "openai":
+        from dermsynth import generate_openai
+
+        rows = generate_openai.candidates(chosen, params, dry_run)
+    else:
+        rows = offline(chosen, params)
+    frame = pd.DataFrame(rows)
+    ordered = [c for c in MANIFEST_COLUMNS if c in frame.columns]
+    return frame[ordered + [c for c in frame.columns if c not in ordered]]
+
+
+def main(params: Params, dry_run: bool = False) -> None:
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str})
-    manifest = generate(seeds, params)
+    manifest = generate(seeds, params, dry_run)
+    if dry_run:
+        return
     io.write_csv(paths.GENERATED / paths.MANIFEST_NAME, manifest)
     print(f"generate: {len(manifest)} candidates from {manifest['seed_md5hash'].nunique()} seeds")

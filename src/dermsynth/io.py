@@ -20,6 +20,9 @@ from PIL import Image, UnidentifiedImageError
 
 from dermsynth.errors import DermsynthError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class BadImageError(DermsynthError, ValueError):
     """An image file is missing, truncated or not an image."""
@@ -34,6 +37,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -53,6 +53,7 @@ REPORTS = Path("reports")
 VALIDATION_REPORTS = REPORTS / "validation"
 METADATA_REPORTS = REPORTS / "metadata"
 DATA_REPORTS = REPORTS / "data"
+CURATION_REPORTS = REPORTS / "curation"
 RUN_METRICS = REPORTS / "runs"
 STUDY_METRICS = REPORTS / "metrics.json"
 TABLES = REPORTS / "tables"

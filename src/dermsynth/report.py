@@ -138,6 +138,10 @@ def missing_images_section(summary: dict) -> list[str]:
     return [*lines, ""]
 
 
+def model_note(params: Params) -> str:
+    return f" (model `{params.generate.openai.model}`)" if params.generate.generator == "openai" else ""
+
+
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     selection = io.read_json(paths.PREPARED_CONDITIONS)
@@ -156,7 +160,8 @@ def render(params: Params) -> str:
         "",
         f"Dataset: `{params.dataset.root}` ({summary['rows_kept']} rows kept, "
         f"{summary['fst_unknown_dropped']} study rows with FST -1 dropped). "
-        f"Generator: `{params.generate.generator}`. Backbone: `{info['backbone']}`, weights `{info['weights']}`"
+        f"Generator: `{params.generate.generator}`{model_note(params)}. "
+        f"Backbone: `{info['backbone']}`, weights `{info['weights']}`"
         + (f" ({info['note']})." if info["note"] else "."),
         "",
         "Cells: accuracy on the test images of the given FST group (95% Wald CI) and N. "

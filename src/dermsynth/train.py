@@ -182,6 +182,7 @@ def run_tags(
         "repeat": "0",
         "dataset": params.dataset.root,
         "generator": params.generate.generator,
+        "model": params.generate.openai.model if params.generate.generator == "openai" else "none",
         "backbone": f"{info['backbone']}:{info['weights']}",
         "git_commit": tracking.git_commit(),
         "stage": stage,

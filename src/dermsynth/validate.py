@@ -179,13 +179,13 @@ def render_report(failures: list[Failure], checked: dict[str, int], limit: int) 
     return "\n".join(lines)
 
 
-def publish(failures: list[Failure], checked: dict[str, int], limit: int, name: str) -> None:
-    """Write the report and raise ValidationFailed when anything failed."""
+def publish(failures: list[Failure], checked: dict[str, int], limit: int, name: str, stop: bool = True) -> None:
+    """Write the report; raise ValidationFailed when anything failed and ``stop`` is set."""
     folder = paths.VALIDATION_REPORTS
     text = render_report(failures, checked, limit)
     io.write_text(folder / f"{name}.md", text)
     io.write_json(folder / f"{name}.json", {"checked": checked, "failures": [f.__dict__ for f in failures]})
-    if failures:
+    if failures and stop:
         raise ValidationFailed(text + f"\n(report: {folder / f'{name}.md'})")
 
 
@@ -195,6 +195,29 @@ def check_data(prepared: pd.DataFrame, splits: pd.DataFrame, seeds: pd.DataFrame
     failures = run_suite("metadata", meta, metadata_rules(load_conditions()), ["row", "md5hash"])
     failures += run_suite("splits", splits_frame(splits), split_rules(seed_md5), ["direction", "role", "md5hash"])
     publish(failures, {"metadata": len(meta), "splits": len(splits)}, params.validate.max_rows_in_report, "report")
+
+
+def near_duplicate_rules(max_bits: int) -> list[Rule]:
+    import great_expectations.expectations as gxe
+
+    return [
+        Rule(
+            f"a candidate is no near-duplicate of any test image (perceptual-hash distance > {max_bits} bits)",
+            gxe.ExpectColumnValuesToBeBetween(column="nearest_test_phash", min_value=max_bits + 1),
+        )
+    ]
+
+
+def screen_near_duplicates(candidates: pd.DataFrame, max_bits: int, limit: int) -> set[str]:
+    """Files of candidates that the near-duplicate rule rejects (they would leak a test image into training).
+
+    The rule rejects candidates rather than stopping the stage: the other candidates of the
+    seed can still be used. reports/validation/near_duplicates.md lists every rejection.
+    """
+    frame = candidates[["file", "nearest_test_md5", "nearest_test_phash"]]
+    failures = run_suite("near_duplicates", frame, near_duplicate_rules(max_bits), ["file", "nearest_test_md5"])
+    publish(failures, {"near_duplicates": len(frame)}, limit, "near_duplicates", stop=False)
+    return {row["file"] for f in failures for row in f.rows}
 
 
 def check_synthetic(manifest: pd.DataFrame, splits: pd.DataFrame, seeds: pd.DataFrame, params: Params) -> None:

@@ -1,0 +1,101 @@
+"""Curation: near-duplicates of test images are rejected, human decisions gate the stage, the sheet renders."""
+
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from dermsynth import curate, generate, io, paths
+from dermsynth.config import Curate
+
+
+@pytest.fixture
+def generated(embedded_data, params):
+    from dermsynth import validate
+
+    assert validate.main(params) == 0
+    generate.main(params)
+    return params
+
+
+def test_a_copy_of_a_test_image_is_rejected(generated, capsys):
+    params = generated
+    manifest = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype=str)
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str)
+    test_md5 = splits.loc[splits["role"] == "test", "md5hash"].iloc[0]
+    leaked = manifest["file"].iloc[0]
+    shutil.copyfile(
+        paths.image_file(paths.dataset_images(params.dataset.root), test_md5),
+        paths.GENERATED / paths.IMAGES_NAME / leaked,
+    )
+    assert curate.main(params) == 0
+    scores = pd.read_csv(paths.CURATED / "scores.csv", dtype={"nearest_test_md5": str})
+    row = scores.set_index("file").loc[leaked]
+    assert row["nearest_test_phash"] == 0
+    assert row["nearest_test_md5"] == test_md5
+    assert not row["selected"]
+    assert row["decision"].startswith("rejected: near-duplicate")
+    assert leaked not in set(pd.read_csv(paths.CURATED / paths.MANIFEST_NAME)["file"])
+    assert leaked in (paths.VALIDATION_REPORTS / "near_duplicates.md").read_text()
+    others = scores[scores["file"] != leaked]
+    assert (others["nearest_test_phash"] > params.curate.near_duplicate_bits).all()
+
+
+def test_human_mode_refuses_until_every_candidate_has_a_decision(generated, workdir):
+    params = generated
+    human = params.__class__(
+        **{**params.__dict__, "curate": Curate(keep=2, mode="human", decisions=str(workdir / "decisions.csv"))}
+    )
+    assert curate.main(human) == 1
+    template = pd.read_csv(paths.CURATION_REPORTS / "decisions_template.csv", dtype=str, keep_default_na=False)
+    assert set(template["decision"]) == {""}
+    template["decision"] = ["accept" if i % 3 == 0 else "reject" for i in range(len(template))]
+    template.iloc[:-1].to_csv(workdir / "decisions.csv", index=False)
+    assert curate.main(human) == 1  # one still missing
+    template.to_csv(workdir / "decisions.csv", index=False)
+    assert curate.main(human) == 0
+    kept = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME)
+    assert set(kept["file"]) == set(template.loc[template["decision"] == "accept", "file"])
+    assert set(kept["decision"]) == {"reviewer: accept"}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_contact_sheet_renders_in_headless_chromium_with_every_image(generated, workdir):
+    assert curate.main(generated) == 0
+    sheet = (paths.CURATION_REPORTS / "contact_sheet.html").read_text()
+    n_images = len(re.findall(r"<img ", sheet))
+    probe = sheet.replace(
+        "</body>",
+        "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+        "document.title='loaded='+i.filter(x=>x.complete&&x.naturalWidth>0).length+' of '+i.length})"
+        "</script></body>",
+    )
+    io.write_text(workdir / "probe.html", probe)
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={workdir / 'chromium'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (workdir / "probe.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    title = re.search(r"<title>(.*?)</title>", done.stdout)
+    assert title is not None, done.stderr[-2000:]
+    candidates = len(pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME))
+    assert n_images == candidates + len(set(pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME)["seed_md5hash"]))
+    assert title.group(1) == f"loaded={n_images} of {n_images}"

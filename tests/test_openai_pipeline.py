@@ -1,0 +1,101 @@
+"""The study with `generate.generator: openai`, end to end against a fake OpenAI server on 127.0.0.1.
+
+Checks what a paid run must guarantee: the generator and model are named in the manifest, the
+report and MLflow; every prompt is stored; and the API key appears in no file the pipeline
+writes (dvc.lock, params, manifests, cache records, MLflow store, reports) nor in its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import REPO, shrink
+from .fake_openai import CANARY, FakeOpenAI
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def openai_study(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("openai-study")
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (root / "annotations").mkdir()
+    (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
+    (root / "annotations" / "seeds.csv").write_text(
+        ",".join(
+            ["md5hash", "label", "group", "crop_x0", "crop_y0", "crop_size", "mask_box", "body_part", "noun", "note"]
+        )
+        + "\n"
+    )
+    server = FakeOpenAI()
+    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw["generate"].update(generator="openai")
+    raw["generate"]["openai"].update(base_url=server.base_url, workers=2, timeout=30, cache=".cache/openai")
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OPENAI_API_KEY": CANARY,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
+    outputs = []
+    for cmd in (["dvc", "init", "--no-scm", "-q"], ["dvc", "repro"]):
+        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    yield root, server, "\n".join(outputs)
+    server.close()
+
+
+def test_generated_images_come_from_the_api_with_their_prompts(openai_study):
+    root, server, _ = openai_study
+    manifest = pd.read_csv(root / "build/generated/manifest.csv")
+    expected = 2 * 2 * 3  # 2 seeds per extreme group x 2 groups x 3 candidates, psoriasis only
+    assert len(manifest) == expected
+    assert len([c for c in server.calls if c.status == 200]) == expected
+    assert set(manifest["generator"]) == {"openai"}
+    assert set(manifest["model"]) == {"gpt-image-2"}
+    assert set(manifest["prompt"]) == {
+        "An image of psoriasis on the skin of a light-skinned person.",
+        "An image of psoriasis on the skin of a dark-skinned person.",
+    }
+    requests = pd.read_csv(root / "build/generated/requests.csv")
+    assert set(requests["status"]) == {"ok"}
+    assert requests["request_id"].notna().all()
+    curated = pd.read_csv(root / "build/curated/manifest.csv")
+    assert len(curated) == 2 * 2 * 2  # keep 2 of 3 per seed
+    scores = pd.read_csv(root / "build/curated/scores.csv")
+    # the fake server inverts every pixel; paste-back restores everything outside the mask
+    assert (scores["change_outside_mask"] < 0.01).all()
+    assert (scores["change_in_mask"] > 0.1).all()
+
+
+def test_generator_and_model_are_named_in_the_report_and_mlflow(openai_study):
+    root, _, _ = openai_study
+    assert "Generator: `openai` (model `gpt-image-2`)" in (root / "reports/report.md").read_text()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("dermsynth").experiment_id],
+        filter_string="tags.generator = 'openai' and tags.model = 'gpt-image-2'",
+    )
+    assert len(runs) == 4  # 3 arms + 1 dose
+
+
+def test_the_api_key_is_written_nowhere(openai_study):
+    root, _, output = openai_study
+    assert CANARY not in output
+    leaks = [str(p) for p in root.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert leaks == []
+    assert json.loads((root / "build/features/info.json").read_text())  # the walk above did read the outputs
