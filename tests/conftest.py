@@ -63,3 +63,30 @@ def embedded_data(workdir: Path, params: config.Params):
     prepare.main(params)
     split.main(params)
     return workdir
+
+
+def project_copy(root: Path, with_annotations: bool = True) -> Path:
+    """The pipeline's definition and code copied into ``root``, for end-to-end `dvc repro` runs."""
+    import shutil
+
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    if with_annotations:
+        shutil.copytree(REPO / "annotations", root / "annotations")
+    return root
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment with this interpreter's scripts (dvc, dermsynth) first on PATH."""
+    import sys
+
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command and fail the test with its output tail unless it exits 0."""
+    import subprocess
+
+    done = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr

@@ -8,17 +8,12 @@ writes (dvc.lock, params, manifests, cache records, MLflow store, reports) nor i
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO, shrink
+from .conftest import REPO, project_copy, run_ok, shrink, tool_env
 from .fake_openai import CANARY, FakeOpenAI
 
 pytestmark = pytest.mark.slow
@@ -27,8 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def openai_study(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("openai-study")
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    project_copy(root, with_annotations=False)
     (root / "annotations").mkdir()
     (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
     (root / "annotations" / "seeds.csv").write_text(
@@ -42,17 +36,8 @@ def openai_study(tmp_path_factory: pytest.TempPathFactory):
     raw["generate"].update(generator="openai")
     raw["generate"]["openai"].update(base_url=server.base_url, workers=2, timeout=30, cache=".cache/openai")
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "OPENAI_API_KEY": CANARY,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-    }
-    outputs = []
-    for cmd in (["dvc", "init", "--no-scm", "-q"], ["dvc", "repro"]):
-        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
-        outputs.append(done.stdout + done.stderr)
-        assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    env = tool_env(OPENAI_API_KEY=CANARY, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    outputs = [run_ok(cmd, root, env) for cmd in (["dvc", "init", "--no-scm", "-q"], ["dvc", "repro"])]
     yield root, server, "\n".join(outputs)
     server.close()
 

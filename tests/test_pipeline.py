@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,24 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, shrink
+from .conftest import REPO, project_copy, run_ok, shrink, tool_env
 
 pytestmark = pytest.mark.slow
 
 
 def dvc(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"dvc {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
+    return run_ok(["dvc", *args], cwd)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(REPO / "annotations", root / "annotations")
+    project_copy(root)
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
@@ -87,7 +81,7 @@ def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(st
 
 
 def test_gate_accepts_its_own_baseline_and_rejects_a_regression(study: Path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = tool_env()
     gate = [sys.executable, "-m", "dermsynth", "gate"]
     assert subprocess.run([*gate, "--update"], cwd=study, env=env, check=False).returncode == 0
     assert subprocess.run(gate, cwd=study, env=env, check=False).returncode == 0

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -30,7 +28,7 @@ from dermsynth.lesions import render
 from dermsynth.skin import ITA_BANDS
 from dermsynth.study import LABELS
 
-from .conftest import REPO
+from .conftest import REPO, project_copy, run_ok
 
 pytestmark = pytest.mark.slow
 PER_CELL = 2  # images per (condition, FST group)
@@ -51,19 +49,10 @@ def pick_rows() -> list[dict]:
     return chosen
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("real")
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(REPO / "annotations", root / "annotations")
+    project_copy(root)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     torch.save(load_vgg16("none", seed=1).state_dict(), root / "vgg16_weights.pt")
     raw["dataset"].update(root="data", missing_images="drop")
@@ -83,10 +72,10 @@ def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
             path = root / "tmp.jpg"
             Image.fromarray(render(row["label"], rng.uniform(lo, hi), 256, rng)).save(path, quality=90)
             zf.write(path, f"fitzpatrick17k/{row['md5hash']}.jpg")
-    run([sys.executable, "-m", "dermsynth", "data", "metadata"], root)
-    run([sys.executable, "-m", "dermsynth", "data", "import", str(archive)], root)
-    run(["dvc", "init", "--no-scm", "-q"], root)
-    run(["dvc", "repro", "report"], root)
+    run_ok([sys.executable, "-m", "dermsynth", "data", "metadata"], root)
+    run_ok([sys.executable, "-m", "dermsynth", "data", "import", str(archive)], root)
+    run_ok(["dvc", "init", "--no-scm", "-q"], root)
+    run_ok(["dvc", "repro", "report"], root)
     return root
 
 
