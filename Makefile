@@ -16,7 +16,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,diffusers]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the project (torch, DVC, MLflow, GX, ...)

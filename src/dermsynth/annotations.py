@@ -10,13 +10,16 @@ a row gets the defaults at generation time, and the manifest says so.
 
 from __future__ import annotations
 
+import io as _io
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from dermsynth import io, paths
 from dermsynth.config import Params
 from dermsynth.errors import DermsynthError
+from dermsynth.openai_images import box_mask
 from dermsynth.study import SKIN_WORDS
 
 PROMPT_TEMPLATE = "An image of {condition} on the {body_part} of a {skin} {noun}."
@@ -115,6 +118,28 @@ def prompt(annotation: pd.Series) -> str:
         skin=SKIN_WORDS[annotation["group"]],
         noun=annotation["noun"],
     )
+
+
+def square_size(size: str, where: str) -> int:
+    """The side of a square size such as "1024x1024" (image APIs take sizes as text)."""
+    width, _, height = size.partition("x")
+    if not (width.isdigit() and width == height):
+        raise DermsynthError(f"{where}: {size!r} is not a square size like 1024x1024")
+    return int(width)
+
+
+def edit_inputs(seed: pd.Series, side: int, images: Path) -> tuple[bytes, bytes, tuple[int, int, int, int]]:
+    """What an image editor gets for one annotated seed: the square crop scaled to ``side`` (PNG),
+    its mask (RGBA, alpha 0 = area to edit, the OpenAI convention) and the mask box in that frame."""
+    image = io.load_rgb(paths.image_file(images, seed["md5hash"]))
+    x0, y0, crop = int(seed["crop_x0"]), int(seed["crop_y0"]), int(seed["crop_size"])
+    image = image.crop((x0, y0, x0 + crop, y0 + crop)).resize((side, side), Image.LANCZOS)
+    buf = _io.BytesIO()
+    image.save(buf, format="PNG")
+    scale = side / crop
+    x0m, y0m, x1m, y1m = (round(v * scale) for v in parse_box(seed["mask_box"], f"seed {seed['md5hash']}"))
+    box = (x0m, y0m, x1m, y1m)
+    return buf.getvalue(), box_mask(side, box), box
 
 
 def main(params: Params, verb: str) -> int:

@@ -11,6 +11,7 @@ Every candidate is written with its lineage (seed md5, generator, parameters).
 from __future__ import annotations
 
 import hashlib
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.rando
 
 
 GENERATORS = {"tone_transfer": tone_transfer}
-BACKENDS = ("tone_transfer", "openai")
+BACKENDS = ("tone_transfer", "openai", "diffusers")
 
 
 def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -140,10 +141,9 @@ def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> pd.D
     if cfg.generator not in BACKENDS:
         raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {list(BACKENDS)}")
     chosen = seeds_to_use(seeds, params)
-    if cfg.generator == "openai":
-        from dermsynth import generate_openai
-
-        rows = generate_openai.candidates(chosen, params, dry_run)
+    if cfg.generator in ("openai", "diffusers"):  # imported on demand: each has its own dependencies
+        backend = importlib.import_module(f"dermsynth.generate_{cfg.generator}")
+        rows = backend.candidates(chosen, params, dry_run)
     else:
         rows = offline(chosen, params)
     frame = pd.DataFrame(rows)

@@ -10,11 +10,9 @@ re-run, a `dvc exp run --queue` copy or a run after a kill never pays twice for 
 
 from __future__ import annotations
 
-import io as _io
 from collections import Counter
 
 import pandas as pd
-from PIL import Image
 
 from dermsynth import annotations, io, paths
 from dermsynth.config import Params
@@ -23,7 +21,6 @@ from dermsynth.openai_backend import (
     Budget,
     EditRequest,
     ImageCache,
-    box_mask,
     cache_key,
     dry_run,
     make_client,
@@ -31,31 +28,12 @@ from dermsynth.openai_backend import (
 )
 
 
-def square_size(size: str) -> int:
-    width, _, height = size.partition("x")
-    if not (width.isdigit() and width == height):
-        raise DermsynthError(f"generate.openai.size: {size!r} is not a square size like 1024x1024")
-    return int(width)
-
-
-def seed_inputs(seed: pd.Series, side: int, params: Params) -> tuple[bytes, bytes, tuple[int, ...]]:
-    """The annotated square crop scaled to ``side`` (PNG), its mask (alpha 0 = area to edit) and the mask box."""
-    image = io.load_rgb(paths.image_file(paths.dataset_images(params.dataset.root), seed["md5hash"]))
-    x0, y0, crop = int(seed["crop_x0"]), int(seed["crop_y0"]), int(seed["crop_size"])
-    image = image.crop((x0, y0, x0 + crop, y0 + crop)).resize((side, side), Image.LANCZOS)
-    buf = _io.BytesIO()
-    image.save(buf, format="PNG")
-    scale = side / crop
-    box = tuple(round(v * scale) for v in annotations.parse_box(seed["mask_box"], f"seed {seed['md5hash']}"))
-    return buf.getvalue(), box_mask(side, box), box  # type: ignore[arg-type]
-
-
 def requests_for(chosen: pd.DataFrame, params: Params) -> list[EditRequest]:
     cfg = params.generate
-    side = square_size(cfg.openai.size)
+    side = annotations.square_size(cfg.openai.size, "generate.openai.size")
     requests = []
     for _, seed in chosen.iterrows():
-        image, mask, box = seed_inputs(seed, side, params)
+        image, mask, box = annotations.edit_inputs(seed, side, paths.dataset_images(params.dataset.root))
         crop = int(seed["crop_size"])
         meta = {
             "seed_md5hash": seed["md5hash"],
