@@ -1,8 +1,10 @@
 import math
 
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from dermsynth.stats import wald, wilson
+from dermsynth.stats import dose_trend, holm, mcnemar_exact, paired_counts, wald, wilson
 
 
 def test_wald_matches_the_worked_example():
@@ -29,3 +31,128 @@ def test_intervals_are_clipped_to_the_unit_interval():
 
 def test_empty_cell_has_no_interval():
     assert all(math.isnan(v) for v in wald(0, 0) + wilson(0, 0))
+
+
+# --- paired tests, multiplicity, dose trend -------------------------------------------------------------------
+
+
+def test_intervals_accept_pooled_fractional_counts():
+    # 3 repeats of 37 images at mean accuracy 0.5: k = 18.5 of n = 37 -> p = 0.5, half = 1.96 * sqrt(0.25 / 37)
+    low, high = wald(18.5, 37)
+    assert low == pytest.approx(0.5 - 1.959964 * math.sqrt(0.25 / 37))
+    assert high == pytest.approx(0.5 + 1.959964 * math.sqrt(0.25 / 37))
+    assert wilson(18.5, 37)[0] == pytest.approx(1 - wilson(18.5, 37)[1])  # symmetric at p = 0.5
+
+
+def test_mcnemar_exact_known_value():
+    # Bin(11, 0.5): P(X <= 2) = (1 + 11 + 55) / 2048 = 67 / 2048; two-sided = 134 / 2048 = 0.06543
+    assert mcnemar_exact(2, 9) == pytest.approx(134 / 2048)
+    assert round(mcnemar_exact(9, 2), 4) == 0.0654
+
+
+def test_mcnemar_exact_edge_cases():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 5) == 1.0  # 2 * P(X <= 5 | n=10) > 1 is capped
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)  # 2 * 0.5 ** 6
+    with pytest.raises(ValueError, match="non-negative"):
+        mcnemar_exact(-1, 2)
+
+
+def test_paired_counts_and_length_check():
+    a = [True, True, False, False, True]
+    b = [True, False, True, False, False]
+    assert paired_counts(a, b) == (2, 1)  # image 2 and 5: A only; image 3: B only
+    assert paired_counts(np.array(b), np.array(a)) == (1, 2)
+    with pytest.raises(ValueError, match="length"):
+        paired_counts([True], [True, False])
+
+
+def test_holm_hand_example():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_passes_nan_through():
+    # the family is the 3 non-nan values: 0.02*3 = 0.06, 0.3*2 = 0.6, 0.9*1 -> 0.9
+    out = holm([0.3, math.nan, 0.02, 0.9])
+    assert math.isnan(out[1])
+    assert [out[0], out[2], out[3]] == pytest.approx([0.6, 0.06, 0.9])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def _simulate(slope: float, seed: int, images: int = 300, repeats: int = 3) -> tuple[np.ndarray, ...]:
+    """Every image scored at every dose and repeat, with a per-image random effect (so clusters matter)."""
+    rng = np.random.default_rng(seed)
+    doses = np.array([0, 2, 8, 16, 32])
+    image = np.repeat(np.arange(images), len(doses) * repeats)
+    dose = np.tile(np.repeat(doses, repeats), images)
+    logit = 0.2 + rng.normal(0, 1.0, images)[image] + slope * np.log2(1 + dose)
+    correct = rng.random(image.size) < 1 / (1 + np.exp(-logit))
+    return correct, dose, image
+
+
+def test_dose_trend_detects_a_rising_accuracy():
+    correct, dose, image = _simulate(slope=0.3, seed=1)
+    res = dose_trend(correct, dose, image)
+    assert res["slope"] > 0
+    assert res["p"] < 1e-3
+    assert res["n"] == 4500
+    assert res["clusters"] == 300
+    assert res["odds_ratio_per_doubling"] == pytest.approx(math.exp(res["slope"]))
+    assert res["or_low"] < res["odds_ratio_per_doubling"] < res["or_high"]
+
+
+def test_dose_trend_without_effect_is_not_significant():
+    correct, dose, image = _simulate(slope=0.0, seed=2)
+    res = dose_trend(correct, dose, image)
+    assert abs(res["z"]) < 1.96
+    assert res["p"] > 0.05
+    assert res["or_low"] < 1 < res["or_high"]
+
+
+def test_dose_trend_point_estimate_matches_sklearn():
+    correct, dose, image = _simulate(slope=0.15, seed=3)
+    x = np.log2(1 + dose)[:, None]
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(x, correct)
+    assert dose_trend(correct, dose, image)["slope"] == pytest.approx(sk.coef_[0, 0], abs=1e-4)
+
+
+def test_dose_trend_robust_se_with_one_observation_per_cluster_closed_form():
+    # Two dose levels = saturated model: the MLE reproduces the group proportions, so the HC0 sandwich equals the
+    # model-based variance 1/(n0 p0 q0) + 1/(n1 p1 q1) of the log odds ratio; robust = that * G/(G-1), and the
+    # slope is the log odds ratio divided by the covariate distance log2(1 + 8) - log2(1) = log2(9).
+    correct = np.array([1] * 6 + [0] * 4 + [1] * 9 + [0] * 1, dtype=bool)  # p0 = 0.6, p1 = 0.9
+    dose = np.array([0] * 10 + [8] * 10)
+    res = dose_trend(correct, dose, np.arange(20))
+    dx = math.log2(9)
+    assert res["slope"] == pytest.approx(math.log((0.9 / 0.1) / (0.6 / 0.4)) / dx)
+    var_log_or = 1 / (10 * 0.6 * 0.4) + 1 / (10 * 0.9 * 0.1)
+    assert res["se"] == pytest.approx(math.sqrt(var_log_or * 20 / 19) / dx)
+
+
+def test_dose_trend_clustering_is_not_fooled_by_duplicated_scores():
+    # Scoring each image twice (two repeats, identical outcomes) adds no information: the cluster-robust SE with the
+    # duplicates clustered by image equals the one-per-cluster SE; a naive SE would shrink by sqrt(2).
+    correct, dose, _ = _simulate(slope=0.2, seed=4, images=200, repeats=1)
+    once = dose_trend(correct, dose, np.arange(correct.size))
+    twice = dose_trend(np.tile(correct, 2), np.tile(dose, 2), np.tile(np.arange(correct.size), 2))
+    assert twice["slope"] == pytest.approx(once["slope"])
+    assert twice["se"] == pytest.approx(once["se"])
+
+
+def test_dose_trend_degenerate_inputs_give_nan_not_errors():
+    dose = np.array([0, 2, 8, 16])
+    for correct, d in [([1, 1, 1, 1], dose), ([0, 0, 0, 0], dose), ([1, 0, 1, 0], np.full(4, 8))]:
+        res = dose_trend(correct, d, np.arange(4))
+        assert math.isnan(res["slope"])
+        assert math.isnan(res["p"])
+        assert res["n"] == 4
+    separated = dose_trend([0, 0, 1, 1], dose, np.arange(4))  # perfect separation: no finite MLE
+    assert math.isnan(separated["slope"])
+    one_cluster = dose_trend([1, 0, 0, 1, 1, 1], [0, 0, 2, 2, 8, 8], np.zeros(6))
+    assert math.isfinite(one_cluster["slope"])
+    assert math.isnan(one_cluster["se"])
+    assert math.isnan(one_cluster["p"])
+    with pytest.raises(ValueError, match="length"):
+        dose_trend([1, 0], [0, 2], [0])

@@ -1,15 +1,33 @@
-"""Binomial confidence intervals for accuracies.
+"""Statistics for the study: binomial intervals, paired tests, multiplicity and the dose trend.
 
-Wald is the original study's interval (kept for comparison with it); Wilson behaves
-better for small N and accuracies near 0 or 1. Both are clipped to [0, 1].
+* Wald is the original study's interval (kept for comparison with it); Wilson behaves better for small N and
+  accuracies near 0 or 1. Both are clipped to [0, 1] and accept a fractional k (pooled correct counts over
+  repeats, k = acc * n).
+* Exact McNemar test: two classifiers scored on the *same* test images are paired, so only the discordant images
+  (one right, the other wrong) carry information; under H0 each discordant image goes either way with
+  probability 1/2, so the test is a two-sided binomial test on them.
+* Holm-Bonferroni: several arms/groups are compared at once; Holm controls the family-wise error rate like
+  Bonferroni but is uniformly more powerful.
+* Dose trend: logistic regression of per-prediction correctness on log2(1 + dose). The synthetic doses
+  (0/2/8/16/32 images per class) roughly double, so log2(1 + dose) makes the slope "change in log-odds per doubling"
+  and keeps dose 0 finite. The same test image is scored at every dose and in every repeat, so predictions are not
+  independent: the slope's standard error is cluster-robust (sandwich, clustered by image id, with the usual
+  small-sample factor G/(G-1)), and the test is a Wald z-test on that slope.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as sps
+
+Z95 = 1.959964
 
 
-def wald(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wald(k: float, n: int, z: float = Z95) -> tuple[float, float]:
     """Wald interval p +- z sqrt(p(1-p)/n); (nan, nan) when n is 0."""
     if n == 0:
         return math.nan, math.nan
@@ -18,7 +36,7 @@ def wald(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, p - half), min(1.0, p + half)
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval; (nan, nan) when n is 0."""
     if n == 0:
         return math.nan, math.nan
@@ -27,3 +45,105 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar p: 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2), capped at 1; 1.0 with no discordance."""
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be non-negative, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * sps.binom.cdf(min(b, c), n, 0.5)))
+
+
+def paired_counts(correct_a: ArrayLike, correct_b: ArrayLike) -> tuple[int, int]:
+    """Discordant counts (b, c) for McNemar: b = A right & B wrong, c = A wrong & B right, on aligned images."""
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in length: {a.shape} vs {b.shape}")
+    return int(np.sum(a & ~b)), int(np.sum(~a & b))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values in input order; NaNs pass through and do not count towards the family."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return out.tolist()
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out.tolist()
+
+
+def _fit_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray | None:
+    """Newton/IRLS maximum likelihood for logit(P(y=1)) = X beta; None if it does not converge (separation)."""
+    beta = np.zeros(x.shape[1])
+    with np.errstate(over="ignore"):
+        for _ in range(max_iter):
+            p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+            hessian = x.T @ (x * (p * (1 - p))[:, None])
+            try:
+                step = np.linalg.solve(hessian, x.T @ (y - p))
+            except np.linalg.LinAlgError:
+                return None
+            beta = beta + step
+            if not np.all(np.isfinite(beta)):
+                return None
+            if np.max(np.abs(step)) < tol:
+                return beta
+    return None
+
+
+def cluster_robust_cov(x: np.ndarray, y: np.ndarray, beta: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """Sandwich covariance H^-1 (sum_g s_g s_g') H^-1 * G/(G-1), s_g = summed score of cluster g."""
+    p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+    bread = np.linalg.inv(x.T @ (x * (p * (1 - p))[:, None]))
+    _, codes = np.unique(cluster, return_inverse=True)
+    n_clusters = int(codes.max()) + 1
+    scores = np.zeros((n_clusters, x.shape[1]))
+    np.add.at(scores, codes, x * (y - p)[:, None])
+    meat = scores.T @ scores
+    return n_clusters / (n_clusters - 1) * bread @ meat @ bread
+
+
+def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike) -> dict[str, float]:
+    """Logit of correctness on log2(1 + dose) with cluster-robust SE; a Wald z-test for a dose-response.
+
+    Returns slope (log-odds per doubling), se, z, two-sided normal p, odds_ratio_per_doubling with its 95% interval
+    (or_low, or_high), n predictions and G clusters. Degenerate inputs do not raise: when every prediction is
+    correct, none is, there is a single dose level, the fit does not converge (perfect separation), or there is
+    only one cluster (no robust SE), the undefined statistics are nan.
+    """
+    y = np.asarray(correct, dtype=float)
+    d = np.asarray(dose, dtype=float)
+    g = np.asarray(cluster)
+    if not (y.shape == d.shape == g.shape):
+        raise ValueError(f"correct, dose and cluster differ in length: {y.shape}, {d.shape}, {g.shape}")
+    n_clusters = int(np.unique(g).size)
+    result = dict.fromkeys(("slope", "se", "z", "p", "odds_ratio_per_doubling", "or_low", "or_high"), math.nan)
+    result |= {"n": float(y.size), "clusters": float(n_clusters)}
+    if y.size == 0 or y.min() == y.max() or np.unique(d).size < 2:
+        return result
+    x = np.column_stack([np.ones_like(d), np.log2(1.0 + d)])
+    beta = _fit_logit(x, y)
+    if beta is None:
+        return result
+    slope = float(beta[1])
+    result |= {"slope": slope, "odds_ratio_per_doubling": math.exp(slope)}
+    if n_clusters < 2:
+        return result
+    se = float(math.sqrt(cluster_robust_cov(x, y, beta, g)[1, 1]))
+    z = slope / se
+    result |= {
+        "se": se,
+        "z": z,
+        "p": float(2.0 * sps.norm.sf(abs(z))),
+        "or_low": math.exp(slope - Z95 * se),
+        "or_high": math.exp(slope + Z95 * se),
+    }
+    return result
