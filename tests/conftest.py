@@ -26,7 +26,7 @@ def shrink(raw: dict) -> dict:
     raw["generate"].update(candidates=3, conditions=["psoriasis"])
     raw["curate"].update(keep=2)
     raw["features"].update(resize=36, crop=32, views=2, batch_size=32)
-    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"])
+    raw["train"].update(epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"])
     raw["dose"].update(levels=[2])
     return raw
 

@@ -31,3 +31,21 @@ def test_cross_field_rules(raw_params):
         config.parse(raw_params)
     assert "1000" in str(err.value)
     assert "not a label" in str(err.value)
+
+
+def test_doses_beyond_the_original_need_a_curated_pool_that_large(raw_params):
+    """64 and 128 synthetic images (the original's follow-up) fit once seeds x kept candidates reach them."""
+    raw_params["split"]["seeds_per_group"] = 16
+    raw_params["generate"]["candidates"] = 16
+    raw_params["curate"]["keep"] = 8
+    raw_params["dose"]["levels"] = [2, 8, 16, 32, 64, 128]
+    assert config.parse(raw_params).dose.levels[-1] == 128
+    raw_params["curate"]["keep"] = 4
+    with pytest.raises(config.ConfigError, match=r"dose\.levels: 128 exceeds the 64 curated images"):
+        config.parse(raw_params)
+
+
+def test_repeats_must_be_positive(raw_params):
+    raw_params["train"]["repeats"] = 0
+    with pytest.raises(config.ConfigError, match=r"train\.repeats must be at least 1"):
+        config.parse(raw_params)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -40,32 +41,74 @@ def test_study_tables_are_complete(study: Path):
         for arm in ("fitz_only", "seed", "synthetic_and_seed")
         for g in ("III-IV", "V-VI")
     }
-    for cell in arms.values():
+    for key, cell in arms.items():
         assert 0.0 <= cell["wald_low"] <= cell["acc"] <= cell["wald_high"] <= 1.0
+        assert 0.0 <= cell["wilson_low"] <= cell["acc"] <= cell["wilson_high"] <= 1.0
         assert cell["n"] > 0
+        assert cell["acc_mean"] == pytest.approx(cell["acc"])  # every repeat scores the same images
+        assert cell["acc_sd"] >= 0.0
+        if "/fitz_only/" in key:
+            assert cell["p"] is None  # the reference arm
+        else:
+            assert 0.0 < cell["p"] <= cell["p_holm"] <= 1.0
     assert {k.split("/")[2] for k in metrics["dose"]} == {"dose0", "dose2"}
     assert len(metrics["spillover"]) == 4 * 2 * 7
     report = (study / "reports/report.md").read_text()
-    for heading in ("Counts by condition and FST", "Arms", "Dose-response", "Spillover", "validation accuracy"):
+    for heading in (
+        "Counts by condition and FST",
+        "Arms",
+        "Paired tests against `fitz_only`",
+        "Dose-response",
+        "Fairness across FST groups",
+        "Spillover",
+        "validation accuracy",
+    ):
         assert heading in report
+    assert "mean (SD) over repeats" in report
+    tests = pd.read_csv(study / "reports/tables/paired_tests.csv")
+    assert len(tests) == 2 * 2  # (seed, synthetic_and_seed) x 2 test groups
+    assert (tests["b_only_fitz_only"] + tests["c_only_arm"] <= tests["n"]).all()
+    trends = pd.read_csv(study / "reports/tables/dose_trend.csv")
+    assert len(trends) == 2
+    assert (trends["clusters"] == tests["n"].iloc[:2].to_numpy()).all()  # one cluster per test image
+    assert (trends["n"] == trends["clusters"] * 2 * 2).all()  # doses 0 and 2, 2 repeats
+    fairness = pd.read_csv(study / "reports/tables/fairness.csv")
+    assert {"acc I-II", "acc III-IV", "acc V-VI", "pqd", "dpm", "eom", "ece"} <= set(fairness.columns)
+    assert (fairness["acc_gap"] >= 0).all()
     assert (study / "reports/figures/arms.png").stat().st_size > 1000
     assert (study / "reports/figures/dose_response.png").stat().st_size > 1000
 
 
-def test_mlflow_runs_are_tagged_and_match_the_metrics_files(study: Path):
+def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("dermsynth")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.arm = 'synthetic_and_seed'")
+    experiment = client.get_experiment_by_name("dermsynth").experiment_id
+    runs = client.search_runs([experiment], "tags.arm = 'synthetic_and_seed' and tags.repeat = 'all'")
     assert sorted(r.data.tags["dose"] for r in runs) == ["2", "4"]  # dose2 and all 2 seeds x 2 kept
     run = next(r for r in runs if r.data.tags["stage"] == "train")
-    for tag in ("direction", "condition", "arm", "dose", "repeat", "dataset", "generator", "git_commit", "stage"):
+    for tag in ("direction", "condition", "arm", "dose", "repeat", "dataset", "generator", "model", "git_commit"):
         assert tag in run.data.tags
     on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-synthetic_and_seed.json").read_text())
-    assert on_disk == pytest.approx({k: run.data.metrics[k] for k in on_disk})
+    assert on_disk == pytest.approx({k: run.data.metrics[k] for k in on_disk}, nan_ok=True)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "predictions.csv"} <= artifacts
+
+    repeats = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert sorted(r.data.tags["repeat"] for r in repeats) == ["0", "1"]
+    assert {r.data.tags["train_seed"] for r in repeats} == {"0", "1"}
+
+    grids = client.search_runs([experiment], "tags.grid = 'study'")
+    assert len(grids) == 1
+    grid = grids[0]
+    assert run.data.tags["mlflow.parentRunId"] == grid.info.run_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{grid.info.run_id}'")
+    assert len(children) == 3 + 1  # three arms and one dose level, one configuration run each
+    tables = {a.path for a in client.list_artifacts(grid.info.run_id, "tables")}
+    assert {"tables/arms.json", "tables/paired_tests.json", "tables/fairness.json"} <= tables
+    p = pd.read_csv(study / "reports/tables/paired_tests.csv").iloc[0]
+    key = f"mcnemar_p_holm/{p['direction']}/{p['condition']}/{p['group']}/{p['arm']}"
+    assert grid.data.metrics[key] == pytest.approx(p["p_holm"])
 
 
 def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(study: Path):

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="number of synthetic images (synthetic_and_seed only; default: all curated)",
     )
+    tune = sub.add_parser(
+        "tune",
+        help="tune the head with Optuna on the validation split only (not part of `dvc repro`)",
+        description="Optuna study over the head's hyper-parameters (params.yaml `tune`); validation data only. "
+        "Start it in several shells or machines with one shared --storage to tune in parallel.",
+    )
+    tune.add_argument("--trials", type=int, default=None, help="total trials in the study (default: tune.trials)")
+    tune.add_argument("--storage", default=None, help="Optuna storage URL (default: tune.storage, SQLite)")
+    tune.add_argument("--study-name", default=None, help="study name (default: tune.study_name)")
     gate = sub.add_parser(
         "gate",
         help="compare reports/metrics.json with the committed baseline",
@@ -110,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"dermsynth.{MODULES.get(args.command, args.command)}")
         if args.command == "train":
             return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
+        if args.command == "tune":
+            return module.main(params, args.trials, args.storage, args.study_name) or 0
         if args.command == "gate":
             return module.main(params, args.baseline, args.metrics, args.update) or 0
         if args.command == "features":

@@ -72,6 +72,19 @@ class OpenAIImages:
 
 
 @dataclass(frozen=True)
+class DiffusersInpaint:
+    """The `generate.diffusers` block: a local inpainting pipeline folder (save_pretrained layout), no hub access."""
+
+    model: str | None = None  # e.g. models/diffusers/stable-diffusion-2-inpainting
+    size: int = 512
+    steps: int = 30
+    guidance: float = 7.5
+    device: str = "cpu"
+    precision: str = "float32"
+    cache: str = ".cache/diffusers-images"
+
+
+@dataclass(frozen=True)
 class Generate:
     generator: str
     annotations: str
@@ -81,6 +94,15 @@ class Generate:
     strength: list[float]
     crop: list[float]
     openai: OpenAIImages = field(default_factory=OpenAIImages)
+    diffusers: DiffusersInpaint = field(default_factory=DiffusersInpaint)
+
+    def model_name(self) -> str:
+        """The generator's model, for MLflow tags and reports ("none" for weight-free generators)."""
+        if self.generator == "openai":
+            return self.openai.model
+        if self.generator == "diffusers":
+            return Path(self.diffusers.model).name if self.diffusers.model else "unset"
+        return "none"
 
 
 @dataclass(frozen=True)
@@ -117,6 +139,29 @@ class Train:
     directions: list[str]
     conditions: list[str]
     arms: list[str]
+    repeats: int = 5  # trainings per configuration, with training seeds seed, seed+1, ...
+    weight_decay: float = 0.0
+    sampler: bool = True  # class-balanced WeightedRandomSampler (Groh et al.); off: plain shuffling
+
+
+@dataclass(frozen=True)
+class Tune:
+    """The `tune` block: Optuna over the head's hyper-parameters, scored on validation data only."""
+
+    storage: str = "sqlite:///optuna.db"  # relative sqlite paths resolve against the repository root
+    study_name: str = "dermsynth-head"
+    trials: int = 20
+    seed: int = 0
+    direction: str = "light_to_dark"
+    condition: str = "psoriasis"
+    arm: str = "synthetic_and_seed"
+    lr: list[float] = field(default_factory=lambda: [1e-4, 1e-2])
+    weight_decay: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
+    hidden: list[int] = field(default_factory=lambda: [128, 256, 512])
+    dropout: list[float] = field(default_factory=lambda: [0.1, 0.6])
+    epochs: list[int] = field(default_factory=lambda: [10, 30])
+    sampler: list[bool] = field(default_factory=lambda: [True, False])
+    best: str = "reports/tuning/best_params.yaml"
 
 
 @dataclass(frozen=True)
@@ -155,6 +200,7 @@ class Params:
     evaluate: Evaluate
     report: Report = field(default_factory=Report)
     gate: Gate = field(default_factory=lambda: Gate(tolerance=0.05))
+    tune: Tune = field(default_factory=Tune)
 
     def check(self) -> Params:
         """Cross-field rules that a single section cannot see."""
@@ -192,6 +238,10 @@ class Params:
             problems.append("curate.mode must be auto or human")
         if self.curate.keep > self.generate.candidates:
             problems.append("curate.keep exceeds generate.candidates")
+        if self.train.repeats < 1:
+            problems.append("train.repeats must be at least 1")
+        if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):
+            problems.append("generate.diffusers.precision must be float32, bfloat16 or float16")
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
         if self.dataset.missing_images not in ("error", "drop"):

@@ -8,40 +8,15 @@ which the regression gate compares with the committed baseline.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-from dermsynth import io, paths
+from dermsynth import compare, grid, io, paths
 from dermsynth.config import Params
+from dermsynth.paths import run_name
 from dermsynth.prepare import load_conditions
-from dermsynth.stats import wald, wilson
 from dermsynth.study import DIRECTIONS, slug
-
-
-def cell(correct: pd.Series, z: float) -> dict[str, float]:
-    """accuracy, N, Wald and Wilson bounds of a boolean series."""
-    n, k = len(correct), int(correct.sum())
-    if n == 0:
-        raise ValueError("no predictions in this cell")
-    wl, wh = wald(k, n, z)
-    sl, sh = wilson(k, n, z)
-    return {"acc": k / n, "n": n, "wald_low": wl, "wald_high": wh, "wilson_low": sl, "wilson_high": sh}
-
-
-def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
-    """Flat metrics: val overall; per test group overall and per condition (spillover)."""
-    metrics: dict[str, float] = {}
-    val = predictions[predictions["split"] == "val"]
-    metrics.update({f"val/{k}": v for k, v in cell(val["correct"], z).items()})
-    test = predictions[predictions["split"] == "test"]
-    for group, rows in test.groupby("group", sort=True):
-        metrics.update({f"test/{group}/{k}": v for k, v in cell(rows["correct"], z).items()})
-        for label, block in rows.groupby("label", sort=True):
-            metrics.update({f"test/{group}/{slug(label)}/{k}": v for k, v in cell(block["correct"], z).items()})
-    return metrics
-
-
-def run_name(direction: str, condition: str, arm: str, dose: int | None) -> str:
-    return f"{direction}-{condition}-{arm if dose is None else f'dose{dose}'}"
 
 
 def planned_runs(params: Params) -> list[dict]:
@@ -62,7 +37,7 @@ def planned_runs(params: Params) -> list[dict]:
     return runs
 
 
-CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high")
+CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "repeats")
 
 
 def arm_of(run: dict) -> str:
@@ -103,6 +78,14 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
     return rows
 
 
+TABLE_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "val_acc")
+
+
+def _plain(value: object) -> object:
+    """JSON-safe: NaN (no test: e.g. the fitz_only reference) becomes null."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def keyed(rows: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
     """The tables as {table: {"direction/condition/arm/group[/label]": cell}}, the form the gate reads."""
     out: dict[str, dict[str, dict]] = {}
@@ -110,18 +93,42 @@ def keyed(rows: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
         out[table] = {}
         for r in items:
             key = "/".join(str(r[k]) for k in ("direction", "condition", "arm", "group", "label") if k in r)
-            out[table][key] = {
-                k: r[k] for k in ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "val_acc") if k in r
+            out[table][key] = {k: _plain(r[k]) for k in (*TABLE_KEYS, "p", "p_holm") if k in r}
+    return out
+
+
+def with_paired_tests(arms: list[dict], tests: pd.DataFrame) -> list[dict]:
+    """Each arms-table cell with its McNemar p against fitz_only and the Holm-adjusted p (NaN for fitz_only)."""
+    index = {} if tests.empty else tests.set_index(["direction", "condition", "group", "arm"])[["p", "p_holm"]]
+    out = []
+    for row in arms:
+        key = (row["direction"], row["condition"], row["group"], row["arm"])
+        found = row["arm"] != "fitz_only" and key in index.index
+        out.append(
+            {
+                **row,
+                "p": index.loc[key, "p"] if found else math.nan,
+                "p_holm": index.loc[key, "p_holm"] if found else math.nan,
             }
+        )
     return out
 
 
 def main(params: Params) -> None:
     rows = study_rows(params)
+    tests = compare.paired_tests(params)
+    rows["arms"] = with_paired_tests(rows["arms"], tests)
+    trends = compare.dose_trends(params)
+    runs = [{**run, "arm": arm_of(run)} for run in planned_runs(params)]
+    fairness = compare.fairness_table(runs)
     io.write_json(paths.STUDY_METRICS, keyed(rows))
     for name, items in rows.items():
         io.write_csv(paths.PLOTS / f"{name}.csv", pd.DataFrame(items))
+    tables = {"paired_tests": tests, "dose_trend": trends, "fairness": fairness}
+    for name, table in tables.items():
+        io.write_csv(paths.TABLES / f"{name}.csv", table)
+    grid.log(params, {**{k: pd.DataFrame(v) for k, v in rows.items()}, **tables}, runs)
     print(
         f"evaluate: {len(rows['arms'])} arm cells, {len(rows['dose'])} dose cells, "
-        f"{len(rows['spillover'])} spillover cells"
+        f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests, {len(trends)} dose trends"
     )

@@ -75,5 +75,9 @@ def image_file(images: Path, md5hash: str) -> Path:
     return images / f"{md5hash}.jpg"
 
 
+def run_name(direction: str, condition: str, arm: str, dose: int | None) -> str:
+    return f"{direction}-{condition}-{arm if dose is None else f'dose{dose}'}"
+
+
 def run_dir(run: str) -> Path:
     return MODELS / run

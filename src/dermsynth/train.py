@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import RandomSampler, WeightedRandomSampler
+from tqdm import tqdm
 
 from dermsynth import io, paths, tracking
 from dermsynth.backbone import Head
 from dermsynth.config import Params, Train
 from dermsynth.errors import DermsynthError
-from dermsynth.evaluate import run_metrics, run_name
+from dermsynth.metrics import fairness, run_metrics
+from dermsynth.paths import run_name
 from dermsynth.prepare import load_conditions
 from dermsynth.study import DIRECTIONS, slug
 
@@ -89,10 +91,13 @@ def fit(
     gen: torch.Generator,
 ) -> tuple[Head, list[dict]]:
     """Train for cfg.epochs; return the head of the best validation epoch and the history."""
-    counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
-    sampler = WeightedRandomSampler((1.0 / counts)[y].double(), num_samples=len(y), replacement=True, generator=gen)
+    if cfg.sampler:
+        counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
+        sampler = WeightedRandomSampler((1.0 / counts)[y].double(), num_samples=len(y), replacement=True, generator=gen)
+    else:
+        sampler = RandomSampler(range(len(y)), generator=gen)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+    optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
     loss_fn = nn.NLLLoss()
     best, best_key, history = copy.deepcopy(model.state_dict()), (-1.0, 0.0), []
@@ -156,18 +161,39 @@ def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) 
     plt.close(fig)
 
 
-def log_run(name: str, tags: dict, run_params: dict, metrics: dict, history: list[dict], artifacts: list[Path]) -> str:
+def log_configuration(
+    name: str,
+    tags: dict[str, str],
+    run_params: dict,
+    metrics: dict,
+    repeats: list[tuple[pd.DataFrame, list[dict]]],
+    z: float,
+    artifacts: list[Path],
+) -> dict:
+    """One MLflow run per configuration (tag repeat=all, pooled metrics) with a nested run per repeat.
+
+    The `evaluate` stage later hangs every configuration run under one parent run per grid.
+    """
     import mlflow
 
     experiment = tracking.setup()
-    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags) as run:
+    config_tags = {**tags, "configuration": name, "repeat": "all"}
+    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=config_tags) as parent:
         mlflow.log_params(run_params)
-        for h in history:
-            mlflow.log_metrics({f"epoch/{k}": v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
         mlflow.log_metrics(metrics)
         for path in artifacts:
             mlflow.log_artifact(str(path))
-        return run.info.run_id
+        children = []
+        for r, (predictions, history) in enumerate(repeats):
+            child_tags = {**config_tags, "repeat": str(r), "train_seed": str(run_params["train.seed"] + r)}
+            with mlflow.start_run(
+                experiment_id=experiment, run_name=f"{name}-r{r}", tags=child_tags, nested=True
+            ) as run:
+                for h in history:
+                    mlflow.log_metrics({f"epoch/{k}": v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+                mlflow.log_metrics({**run_metrics(predictions, z), **fairness(predictions)})
+                children.append(run.info.run_id)
+        return {"run_id": parent.info.run_id, "repeats": children}
 
 
 def run_tags(
@@ -179,62 +205,107 @@ def run_tags(
         "condition": condition,
         "arm": arm,
         "dose": str(n_synthetic),
-        "repeat": "0",
         "dataset": params.dataset.root,
         "generator": params.generate.generator,
-        "model": params.generate.openai.model if params.generate.generator == "openai" else "none",
+        "model": params.generate.model_name(),
         "backbone": f"{info['backbone']}:{info['weights']}",
         "git_commit": tracking.git_commit(),
         "stage": stage,
     }
 
 
+@dataclass
+class RunData:
+    """What one configuration trains and validates on; the test sets are not in it."""
+
+    classes: list[str]
+    train: pd.DataFrame
+    val: pd.DataFrame
+    x_views: torch.Tensor
+    y: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    fc7: dict
+
+
+def load_run_data(
+    params: Params, direction: str, condition: str, arm: str, dose: int | None, feats: Features
+) -> RunData:
+    """Training and validation tensors of one configuration (tuning uses this too: no test row is read)."""
+    classes = load_conditions()
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    splits = splits[splits["role"] != "test"]
+    curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
+    train = training_set(splits, curated, direction, condition, arm, dose)
+    val = splits[(splits["direction"] == direction) & (splits["role"] == "val")]
+    to_index = {c: i for i, c in enumerate(classes)}
+    return RunData(
+        classes=classes,
+        train=train,
+        val=val,
+        x_views=feats.train_views(list(train["key"])),
+        y=torch.tensor([to_index[c] for c in train["label"]]),
+        x_val=feats.eval_features(list(val["md5hash"])),
+        y_val=torch.tensor([to_index[c] for c in val["label"]]),
+        fc7=feats.fc7,
+    )
+
+
+def train_once(data: RunData, cfg: Train, precision: str, seed: int) -> tuple[Head, list[dict]]:
+    """One training of the head with training seed ``seed`` (initialisation, sampler, views, dropout)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    fc7 = nn.Linear(4096, 4096)
+    fc7.load_state_dict(data.fc7)
+    model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
+    if cfg.standardize:
+        model.standardize(data.x_views.flatten(0, 1))
+    return fit(model, data.x_views, data.y, data.x_val, data.y_val, cfg, gen)
+
+
+def best_epoch(history: list[dict]) -> dict:
+    return max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+
+
 def main(params: Params, direction: str, condition: str, arm: str, dose: int | None = None) -> int:
     cfg = params.train
     name = run_name(direction, condition, arm, dose)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    classes = load_conditions()
-    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
-    curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
     feats = Features(paths.FEATURES)
-    train = training_set(splits, curated, direction, condition, arm, dose)
-    rows = splits[splits["direction"] == direction]
-    val = rows[rows["role"] == "val"]
-    fc7 = nn.Linear(4096, 4096)
-    fc7.load_state_dict(feats.fc7)
-    model = Head(fc7, cfg.hidden, len(classes), cfg.dropout, params.features.precision)
-    to_index = {c: i for i, c in enumerate(classes)}
-    y = torch.tensor([to_index[c] for c in train["label"]])
-    y_val = torch.tensor([to_index[c] for c in val["label"]])
-    x_views = feats.train_views(list(train["key"]))
-    if cfg.standardize:
-        model.standardize(x_views.flatten(0, 1))
-    model, history = fit(model, x_views, y, feats.eval_features(list(val["md5hash"])), y_val, cfg, gen)
-    predictions = predict(model, feats, rows[rows["role"].isin(["val", "test"])], classes)
-    metrics = run_metrics(predictions, params.evaluate.z)
+    data = load_run_data(params, direction, condition, arm, dose, feats)
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])]
     out = paths.run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
-    # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
-    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / "head.pt")
+    repeats = []
+    for r in tqdm(range(cfg.repeats), desc=f"train {name}", unit="repeat", disable=cfg.repeats < 2):
+        model, history = train_once(data, cfg, params.features.precision, cfg.seed + r)
+        predictions = predict(model, feats, scored, data.classes).assign(repeat=r)
+        # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
+        torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / f"head_r{r}.pt")
+        repeats.append((predictions, history))
+    predictions = pd.concat([p for p, _ in repeats], ignore_index=True)
+    metrics = {**run_metrics(predictions, params.evaluate.z), **fairness(predictions)}
     io.write_csv(out / "predictions.csv", predictions)
     io.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
-    n_synthetic = int((~train["key"].isin(set(splits["md5hash"]))).sum())
+    n_synthetic = int((~data.train["key"].isin(set(splits["md5hash"]))).sum())
+    info = io.read_json(paths.FEATURES / "info.json")
+    tags = run_tags(params, info, direction, condition, arm, n_synthetic, "train" if dose is None else "dose")
+    logged = {
+        **{f"train.{k}": v for k, v in asdict(cfg).items() if not isinstance(v, list)},
+        **{f"features.{k}": info[k] for k in ("views", "weights", "precision")},
+        "n_train": len(data.train),
+        "n_synthetic": n_synthetic,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         figure = Path(tmp) / "confusion_matrix.png"
-        confusion_figure(predictions, classes, figure)
-        info = io.read_json(paths.FEATURES / "info.json")
-        tags = run_tags(params, info, direction, condition, arm, n_synthetic, "train" if dose is None else "dose")
-        logged = {
-            **{f"train.{k}": v for k, v in asdict(cfg).items() if not isinstance(v, list)},
-            **{f"features.{k}": info[k] for k in ("views", "weights", "precision")},
-            "n_train": len(train),
-            "n_synthetic": n_synthetic,
-        }
-        log_run(name, tags, logged, metrics, history, [figure, out / "predictions.csv"])
-    best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+        confusion_figure(predictions[predictions["repeat"] == 0], data.classes, figure)
+        ids = log_configuration(
+            name, tags, logged, metrics, repeats, params.evaluate.z, [figure, out / "predictions.csv"]
+        )
+    io.write_json(out / "mlflow_runs.json", ids)
     print(
-        f"train {name}: n_train={len(train)} best epoch {best['epoch']} val acc {best['val_acc']:.3f}; "
+        f"train {name}: n_train={len(data.train)} repeats={cfg.repeats} "
+        f"best val acc {np.mean([best_epoch(h)['val_acc'] for _, h in repeats]):.3f} (mean); "
         + ", ".join(f"{g} {metrics[f'test/{g}/acc']:.3f}" for g in DIRECTIONS[direction].test_groups)
     )
     return 0

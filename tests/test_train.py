@@ -1,0 +1,45 @@
+"""What each arm and dose trains on (pure table logic; the training itself runs in test_pipeline)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dermsynth.errors import DermsynthError
+from dermsynth.train import training_set
+
+
+def tables(n_seeds: int = 16, per_seed: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    splits = pd.DataFrame(
+        [{"md5hash": f"t{i}", "label": "psoriasis", "role": "train", "direction": "light_to_dark"} for i in range(5)]
+        + [
+            {"md5hash": f"s{i}", "label": "psoriasis", "role": "seed", "direction": "light_to_dark"}
+            for i in range(n_seeds)
+        ]
+    )
+    curated = pd.DataFrame(
+        [
+            {"file": f"s{i}_{k}.png", "label": "psoriasis", "seed_group": "V-VI", "rank": k, "seed_md5hash": f"s{i}"}
+            for i in range(n_seeds)
+            for k in range(per_seed)
+        ]
+    )
+    return splits, curated
+
+
+@pytest.mark.parametrize("dose", [2, 32, 64, 128])
+def test_a_dose_takes_that_many_synthetic_images_spread_over_every_seed(dose):
+    splits, curated = tables()
+    train = training_set(splits, curated, "light_to_dark", "psoriasis", "synthetic_and_seed", dose)
+    synthetic = train[train["key"].str.endswith(".png")]
+    assert len(synthetic) == dose
+    assert len(train) == 5 + 16 + dose
+    seeds_used = synthetic["key"].str.split("_").str[0].value_counts()
+    assert seeds_used.max() - seeds_used.min() <= 1
+    assert len(seeds_used) == min(dose, 16)
+
+
+def test_a_dose_beyond_the_curated_pool_is_refused():
+    splits, curated = tables(per_seed=4)
+    with pytest.raises(DermsynthError, match="dose 128 exceeds the 64 curated images"):
+        training_set(splits, curated, "light_to_dark", "psoriasis", "synthetic_and_seed", 128)
