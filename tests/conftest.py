@@ -76,6 +76,21 @@ def project_copy(root: Path, with_annotations: bool = True) -> Path:
     return root
 
 
+REPEATS = 2  # repeats per configuration in tiny_project()
+
+
+def tiny_project(root: Path, **train: object) -> Path:
+    """The pipeline copied into ``root`` with shrink()'s params made smaller: 1 epoch, 2 repeats (and ``train``)."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    project_copy(root)
+    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw["train"].update({"epochs": 1, "repeats": REPEATS, **train})
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment with this interpreter's scripts (dvc, dermsynth) first on PATH."""
     import sys

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -22,15 +23,20 @@ def dvc(*args: str, cwd: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("study")
     project_copy(root)
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     dvc("init", "--no-scm", "-q", cwd=root)
     dvc("repro", cwd=root)
-    return root
+    yield root
+    if before is None:  # leave the environment as found: later tests choose their own store
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def test_study_tables_are_complete(study: Path):

@@ -45,6 +45,8 @@ def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
 def paired_tests(params: Params) -> pd.DataFrame:
     """McNemar of every augmented arm against fitz_only, per direction, condition and test group; Holm-adjusted."""
     rows = []
+    if "fitz_only" not in params.train.arms:  # no reference arm in this grid: nothing to pair against
+        return pd.DataFrame(rows)
     for direction in params.train.directions:
         for condition in params.train.conditions:
             label = label_for(condition)
@@ -83,8 +85,10 @@ def dose_trends(params: Params) -> pd.DataFrame:
     rows = []
     for condition in params.train.conditions:
         label = label_for(condition)
-        runs = [(0, paths.run_name(direction, condition, "seed", None))]
+        runs = [(0, paths.run_name(direction, condition, "seed", None))] if "seed" in params.train.arms else []
         runs += [(d, paths.run_name(direction, condition, "synthetic_and_seed", d)) for d in params.dose.levels]
+        if len(runs) < 2:  # a trend needs two doses
+            continue
         frames = [predictions(name).assign(dose=d) for d, name in runs]
         scored = pd.concat(frames, ignore_index=True)
         for group in DIRECTIONS[direction].test_groups:

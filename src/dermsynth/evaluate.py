@@ -99,7 +99,9 @@ def keyed(rows: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
 
 def with_paired_tests(arms: list[dict], tests: pd.DataFrame) -> list[dict]:
     """Each arms-table cell with its McNemar p against fitz_only and the Holm-adjusted p (NaN for fitz_only)."""
-    index = {} if tests.empty else tests.set_index(["direction", "condition", "group", "arm"])[["p", "p_holm"]]
+    if tests.empty:
+        return [{**row, "p": math.nan, "p_holm": math.nan} for row in arms]
+    index = tests.set_index(["direction", "condition", "group", "arm"])[["p", "p_holm"]]
     out = []
     for row in arms:
         key = (row["direction"], row["condition"], row["group"], row["arm"])

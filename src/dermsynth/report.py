@@ -71,6 +71,8 @@ def arms_table(arms: pd.DataFrame) -> str:
 
 
 def paired_table(tests: pd.DataFrame) -> str:
+    if tests.empty:
+        return "(no `fitz_only` arm in this grid: nothing to pair against)"
     shown = tests.assign(
         p=tests["p"].map(fmt_p), p_holm=tests["p_holm"].map(fmt_p), difference=tests["difference"].map("{:+.3f}".format)
     )
@@ -78,6 +80,8 @@ def paired_table(tests: pd.DataFrame) -> str:
 
 
 def trend_table(trends: pd.DataFrame) -> str:
+    if trends.empty:
+        return "(fewer than two doses in this grid)"
     shown = trends[
         ["direction", "condition", "group", "odds_ratio_per_doubling", "or_low", "or_high", "p", "n", "clusters"]
     ]
@@ -203,6 +207,14 @@ def model_note(params: Params) -> str:
     return f" (model `{model}`)" if model != "none" else ""
 
 
+def read_table(name: str) -> pd.DataFrame:
+    """A table written by `evaluate` (empty when the grid has nothing to put in it)."""
+    try:
+        return pd.read_csv(paths.TABLES / f"{name}.csv")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     selection = io.read_json(paths.PREPARED_CONDITIONS)
@@ -212,8 +224,8 @@ def render(params: Params) -> str:
     arms = pd.read_csv(paths.PLOTS / "arms.csv")
     dose = pd.read_csv(paths.PLOTS / "dose.csv")
     spill = pd.read_csv(paths.PLOTS / "spillover.csv")
-    tests = pd.read_csv(paths.TABLES / "paired_tests.csv")
-    trends = pd.read_csv(paths.TABLES / "dose_trend.csv")
+    tests = read_table("paired_tests")
+    trends = read_table("dose_trend")
     fairness = pd.read_csv(paths.TABLES / "fairness.csv")
     info = io.read_json(paths.FEATURES / "info.json")
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]

@@ -7,8 +7,11 @@ MLFLOW_TRACKING_URI overrides it (tests use a temporary store; teams use a serve
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 EXPERIMENT = "dermsynth"
@@ -20,22 +23,46 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_root() / 'mlflow.db'}"
 
 
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a SQLite store: two processes creating its schema at once (e.g.
+    `dvc queue start -j 2` on a fresh repository) race in MLflow's migrations and one fails."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def setup(experiment: str = EXPERIMENT) -> str:
-    """Point MLflow at the store and return the experiment id (created on first use)."""
+    """Point MLflow at the store and return the experiment id (created on first use).
+
+    With the local SQLite store, artifacts go to <repo>/mlruns; with a tracking server, the
+    server's own artifact store is used (a client path would be wrong for a team server).
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     from dermsynth.paths import tracking_root
 
-    mlflow.set_tracking_uri(tracking_uri())
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    artifacts = (tracking_root() / "mlruns").resolve().as_uri()
-    try:
-        return mlflow.create_experiment(experiment, artifact_location=artifacts)
-    except Exception:  # another process created it between the lookup and the create
-        return mlflow.get_experiment_by_name(experiment).experiment_id
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with store_lock(uri):
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        local = uri.startswith("sqlite:///")
+        artifacts = (tracking_root() / "mlruns").resolve().as_uri() if local else None
+        try:
+            return mlflow.create_experiment(experiment, artifact_location=artifacts)
+        except Exception:  # another process (e.g. on a server) created it between the lookup and the create
+            return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
 def git_commit(cwd: Path | None = None) -> str:
