@@ -40,6 +40,12 @@ gate: install ## compare reports/metrics.json with the committed baseline (exit 
 baseline: install ## accept the current metrics as the new baseline
 	dermsynth gate --update
 
+tune: install ## Optuna over the head on the validation split (params.yaml `tune`), best values in reports/tuning/
+	dermsynth tune
+
+screenshot: install ## MLflow's compare view of two arms, in headless Chromium: reports/figures/mlflow_compare.png
+	python scripts/mlflow_compare_screenshot.py
+
 ui: install ## MLflow UI on the project's store: http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 

@@ -23,8 +23,18 @@ def test_help_lists_every_stage(capsys):
         "evaluate",
         "report",
         "gate",
+        "tune",
     ):
         assert stage in out
+
+
+def test_tune_without_features_is_a_clear_error(workdir):
+    done = subprocess.run(
+        [sys.executable, "-m", "dermsynth", "tune", "--trials", "1"], cwd=workdir, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "dermsynth tune: error:" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_missing_metadata_is_a_clear_error_not_a_traceback(workdir):
