@@ -75,7 +75,8 @@ def test_generator_and_model_are_named_in_the_report_and_mlflow(openai_study):
         [client.get_experiment_by_name("dermsynth").experiment_id],
         filter_string="tags.generator = 'openai' and tags.model = 'gpt-image-2'",
     )
-    assert len(runs) == 4  # 3 arms + 1 dose
+    kinds = sorted(r.data.tags.get("repeat", "grid") for r in runs)
+    assert kinds == ["0"] * 4 + ["1"] * 4 + ["all"] * 4 + ["grid"]  # 3 arms + 1 dose, 2 repeats each, the grid
 
 
 def test_the_api_key_is_written_nowhere(openai_study):
