@@ -299,10 +299,7 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     with tempfile.TemporaryDirectory() as tmp:
         figure = Path(tmp) / "confusion_matrix.png"
         confusion_figure(predictions[predictions["repeat"] == 0], data.classes, figure)
-        ids = log_configuration(
-            name, tags, logged, metrics, repeats, params.evaluate.z, [figure, out / "predictions.csv"]
-        )
-    io.write_json(out / "mlflow_runs.json", ids)
+        log_configuration(name, tags, logged, metrics, repeats, params.evaluate.z, [figure, out / "predictions.csv"])
     print(
         f"train {name}: n_train={len(data.train)} repeats={cfg.repeats} "
         f"best val acc {np.mean([best_epoch(h)['val_acc'] for _, h in repeats]):.3f} (mean); "
