@@ -17,6 +17,8 @@ Arms and doses are scored on the same test images, so they are compared paired:
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 from dermsynth import io, paths
@@ -28,7 +30,9 @@ from dermsynth.study import DIRECTIONS, slug
 FAIRNESS_KEYS = ("acc_gap", "acc_ratio", "worst_group_acc", "pqd", "dpm", "eom", "ece")
 
 
+@functools.cache  # the seed arm's predictions serve both the paired tests and the dose trend; read once
 def predictions(name: str) -> pd.DataFrame:
+    """One configuration's per-image predictions (every repeat); callers must not modify the frame."""
     return pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
 
 
