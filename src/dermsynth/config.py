@@ -7,8 +7,10 @@ half-way through a long run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -50,6 +52,7 @@ class Split:
     seed: int
     seeds_per_group: int
     val_fraction: float
+    seed_conditions: str = "augmented"  # augmented: generate.conditions only (the paper) | all: every condition
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,15 @@ class Params:
             problems.append("train.repeats must be at least 1")
         if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):
             problems.append("generate.diffusers.precision must be float32, bfloat16 or float16")
+        if self.split.seed_conditions not in ("augmented", "all"):
+            problems.append("split.seed_conditions must be augmented or all")
+        if self.split.seed_conditions == "augmented" and self.prepare.selection == "explicit":  # seed arms need seeds
+            seeded = {slug(c) for c in self.generate.conditions}
+            problems += [
+                f"train.conditions: {c!r} has no seeds (not in generate.conditions; or set split.seed_conditions: all)"
+                for c in self.train.conditions
+                if c not in seeded
+            ]
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
         if self.dataset.missing_images not in ("error", "drop"):

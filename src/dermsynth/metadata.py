@@ -22,7 +22,7 @@ import pandas as pd
 from dermsynth import io, paths, prepare, split
 from dermsynth.config import Params
 from dermsynth.errors import DermsynthError
-from dermsynth.study import DIRECTIONS, fitzpatrick_labels
+from dermsynth.study import DIRECTIONS, REAL_COUNTS, fitzpatrick_labels
 
 SHIPPED_SHA256 = "851dfaabf1791c2a8b1c2957619f3e0673cf0002f4ce924a5c02d185c7d4a1cd"
 
@@ -46,26 +46,38 @@ def install_metadata(dest: Path) -> Path:
     return dest
 
 
+FST_COLUMNS = ["1", "2", "3", "4", "5", "6"]
+
+# The one cell where the shipped CSV (July 2022 revision) and the paper's Table 2 disagree.
+PAPER_DIFFERENCE = (
+    "The counts above equal the paper's Table 2 in every cell but one: neutrophilic dermatoses at FST V-VI "
+    "differs by one image (this CSV has {n} rows there), most likely a row whose label or skin type changed "
+    "between the CSV revision the paper used and the July 2022 revision shipped here (docs/deviations.md)."
+)
+
+
 def count_table(raw: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
-    """Rows per condition and FST (-1 and 1..6) in the raw metadata."""
+    """Rows per condition and FST 1..6 kept by the study, `total` of those, FST -1 (dropped) beside; a total row."""
     study = raw[raw["label"].isin(conditions)]
     table = pd.crosstab(study["label"], study["fitzpatrick_scale"].astype(str))
-    columns = [c for c in ["-1", "1", "2", "3", "4", "5", "6"] if c in table.columns]
-    table = table.reindex(index=conditions, columns=columns, fill_value=0)
-    table["total"] = table.sum(axis=1)
-    return table
+    table = table.reindex(index=conditions, columns=["-1", *FST_COLUMNS], fill_value=0)
+    counts = table[FST_COLUMNS].copy()
+    counts["total"] = counts.sum(axis=1)
+    counts["FST -1 dropped"] = table["-1"]
+    counts.loc["total"] = counts.sum(axis=0)
+    return counts
 
 
-def split_sizes(splits: pd.DataFrame, augmented: list[str]) -> pd.DataFrame:
-    """Per direction and condition (all conditions, then each augmented one): size of every split."""
+def split_sizes(splits: pd.DataFrame, conditions: list[str], augmented: list[str]) -> pd.DataFrame:
+    """Per direction and condition (all conditions, then each one; augmented ones marked *): every split's size."""
     rows = []
     for direction in DIRECTIONS.values():
         block = splits[splits["direction"] == direction.name]
-        for condition in ["all", *augmented]:
+        for condition in ["all", *conditions]:
             part = block if condition == "all" else block[block["label"] == condition]
             row = {
                 "direction": direction.name,
-                "condition": condition,
+                "condition": f"{condition} *" if condition in augmented else condition,
                 "train group": direction.train_group,
                 "train": int((part["role"] == "train").sum()),
                 "val": int((part["role"] == "val").sum()),
@@ -76,6 +88,23 @@ def split_sizes(splits: pd.DataFrame, augmented: list[str]) -> pd.DataFrame:
                 row[f"test {group}"] = int(tested.sum()) if group in direction.test_groups else ""
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def seed_scope(params: Params) -> str:
+    if params.split.seed_conditions == "all":
+        return "condition (`split.seed_conditions: all`)"
+    return "augmented condition (marked *, `generate.conditions`)"
+
+
+def paper_note(counts: pd.DataFrame) -> list[str]:
+    """The known one-image difference from the paper, said only when the table is the real CSV's."""
+    label = "neutrophilic dermatoses"
+    if label not in counts.index or counts.loc[label, "5"] + counts.loc[label, "6"] != 46:
+        return []
+    real = {k: v for k, v in REAL_COUNTS.items() if k in counts.index}
+    if any(tuple(counts.loc[k, FST_COLUMNS]) != v[1:] for k, v in real.items()):
+        return []
+    return [PAPER_DIFFERENCE.format(n=46), ""]
 
 
 def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
@@ -97,8 +126,8 @@ def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
     kept, summary = prepare.clean(raw, conditions)
     rows = split.study_rows(kept, conditions)
     rng = np.random.default_rng(params.split.seed)
-    seeds = split.draw_seeds(rows, conditions, params.split, rng)
-    sizes = split_sizes(split.make_splits(rows, seeds, params.split, rng), params.generate.conditions)
+    seeds = split.draw_seeds(rows, split.seeded_conditions(conditions, params), params.split, rng)
+    sizes = split_sizes(split.make_splits(rows, seeds, params.split, rng), conditions, params.generate.conditions)
     counts = count_table(raw, conditions)
     ranking = prepare.label_ranking(raw).head(15)
     urls = url_summary(raw, conditions)
@@ -118,13 +147,18 @@ def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
             f"{len(raw)} rows, {raw['label'].nunique()} labels; {len(in_study)} of the {len(conditions)} study "
             f"conditions present; {summary['fst_unknown_dropped']} study rows with FST -1 are dropped.",
             "",
-            "## Rows by condition and FST (-1 = unknown, dropped)",
+            "## Rows by condition and FST",
             "",
-            counts.reset_index().to_markdown(index=False),
+            "`total` counts the rows the study keeps (FST 1-6); rows with FST -1 (unknown) are dropped and "
+            "counted beside it.",
             "",
+            counts.reset_index().rename(columns={"index": "label"}).to_markdown(index=False),
+            "",
+            *paper_note(counts),
             "## Split sizes if every image is present",
             "",
-            f"Seeds: {params.split.seeds_per_group} per condition and extreme group, removed from every test set; "
+            f"Seeds: {params.split.seeds_per_group} per extreme group (I-II, V-VI) of each "
+            f"{seed_scope(params)}, removed from the test sets; the other conditions keep every test image. "
             f"validation: {params.split.val_fraction:.0%} of the training group.",
             "",
             sizes.to_markdown(index=False),

@@ -2,9 +2,12 @@
 
 For each direction the training group is split into train and validation, stratified by
 condition; validation alone chooses epochs and models. The test sets are the two other
-groups, minus every seed. Seeds (8 + 8 per condition in the study) come from the extreme
-groups; those of the group opposite to training are added to training by the `seed` and
-`synthetic_and_seed` arms. All draws use one recorded seed and sort by md5hash first, so the
+groups, minus every seed. Seeds (8 + 8 per augmented condition in the study) come from the
+extreme groups; those of the group opposite to training are added to training by the `seed`
+and `synthetic_and_seed` arms. As in the paper, seeds are drawn only for the augmented
+conditions (`generate.conditions`), so the other conditions keep their full test sets and the
+spillover table tests them on every image (docs/protocol.md); `split.seed_conditions: all`
+draws them for every condition instead. All draws use one recorded seed and sort by md5hash first, so the
 splits do not depend on the row order of the metadata.
 """
 
@@ -43,8 +46,8 @@ def draw_seeds(rows: pd.DataFrame, conditions: list[str], cfg: Split, rng: np.ra
             chosen = pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))].copy()
             chosen["seed_index"] = range(n)
             picks.append(chosen)
-    seeds = pd.concat(picks, ignore_index=True)
-    return seeds[["md5hash", "label", "fitzpatrick_scale", "group", "seed_index"]]
+    columns = ["md5hash", "label", "fitzpatrick_scale", "group", "seed_index"]
+    return pd.concat(picks, ignore_index=True)[columns] if picks else pd.DataFrame(columns=columns)
 
 
 def split_validation(train_rows: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.Series:
@@ -76,12 +79,19 @@ def make_splits(rows: pd.DataFrame, seeds: pd.DataFrame, cfg: Split, rng: np.ran
     return pd.concat(parts, ignore_index=True)[SPLIT_COLUMNS]
 
 
+def seeded_conditions(conditions: list[str], params: Params) -> list[str]:
+    """The conditions that get seeds: the augmented ones (the paper's design) or, on request, all of them."""
+    if params.split.seed_conditions == "all":
+        return conditions
+    return [c for c in conditions if c in params.generate.conditions]
+
+
 def main(params: Params) -> None:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     conditions = load_conditions()
     rows = study_rows(prepared, conditions)
     rng = np.random.default_rng(params.split.seed)
-    seeds = draw_seeds(rows, conditions, params.split, rng)
+    seeds = draw_seeds(rows, seeded_conditions(conditions, params), params.split, rng)
     splits = make_splits(rows, seeds, params.split, rng)
     io.write_csv(paths.SEEDS_TABLE, seeds)
     io.write_csv(paths.SPLITS_TABLE, splits)
