@@ -30,3 +30,23 @@ def test_gate_command_exit_codes(tmp_path, params):
     fresh.write_text(json.dumps(BASE))
     assert gate.main(params, str(base), str(fresh)) == 0
     assert gate.main(params, str(tmp_path / "none.json"), str(fresh)) == 2
+
+
+def test_gate_fails_when_balanced_accuracy_regresses_even_if_condition_accuracy_rises():
+    base = {"arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.50, "bal_acc": 0.40, "n": 40}}, "dose": {}}
+    fresh = {"arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.90, "bal_acc": 0.30, "n": 40}}, "dose": {}}
+    (problem,) = gate.compare(base, fresh, 0.05)
+    assert problem == "arms/light_to_dark/psoriasis/seed/V-VI: balanced accuracy 0.300 < baseline 0.400 - 0.05"
+    fresh["arms"]["light_to_dark/psoriasis/seed/V-VI"].pop("bal_acc")
+    assert "balanced accuracy missing" in gate.compare(base, fresh, 0.05)[0]
+
+
+def test_update_keeps_the_gated_values_and_n(tmp_path, params):
+    fresh = tmp_path / "fresh.json"
+    cell = {"acc": 0.5, "bal_acc": 0.4, "n": 40, "d_share": 0.1, "wilson_low": 0.3}
+    fresh.write_text(json.dumps({"arms": {"k": cell}, "dose": {}, "spillover": {}}))
+    assert gate.main(params, str(tmp_path / "base.json"), str(fresh), update=True) == 0
+    assert json.loads((tmp_path / "base.json").read_text()) == {
+        "arms": {"k": {"acc": 0.5, "bal_acc": 0.4, "n": 40}},
+        "dose": {},
+    }

@@ -55,8 +55,12 @@ def test_study_tables_are_complete(study: Path):
         assert cell["acc_sd"] >= 0.0
         if "/fitz_only/" in key:
             assert cell["p"] is None  # the reference arm
+            assert cell["d_acc"] == cell["d_bal_acc"] == cell["d_share"] == 0.0
         else:
             assert 0.0 < cell["p"] <= cell["p_holm"] <= 1.0
+        for net in ("group_acc", "bal_acc", "macro_f1", "share"):  # the net benefit beside every gain
+            assert 0.0 <= cell[f"{net}_low"] <= cell[net] <= cell[f"{net}_high"] <= 1.0
+        assert cell["collapse"] == (cell["d_acc"] > 0 and cell["d_bal_acc"] < 0)
     assert {k.split("/")[2] for k in metrics["dose"]} == {"dose0", "dose2"}
     assert len(metrics["spillover"]) == 4 * 2 * 7
     report = (study / "reports/report.md").read_text()
@@ -64,6 +68,9 @@ def test_study_tables_are_complete(study: Path):
         "Counts by condition and FST",
         "Arms",
         "Paired tests against `fitz_only`",
+        "Net benefit: every gain beside its cost",
+        "The central question: do synthetic images add anything over their seeds?",
+        "Test images per condition (N)",
         "Dose-response",
         "Fairness across FST groups",
         "Spillover",
@@ -71,6 +78,13 @@ def test_study_tables_are_complete(study: Path):
     ):
         assert heading in report
     assert "mean (SD) over repeats" in report
+    assert report.splitlines()[2].startswith("> **Simulated results.**")  # embedded data, random backbone
+    central = pd.read_csv(study / "reports/tables/synthetic_vs_seed.csv")
+    assert list(central["group"]) == ["III-IV", "V-VI"]
+    assert (central["p"] <= central["p_holm"]).all()
+    assert (central["bal_acc_p"] <= central["bal_acc_p_holm"]).all()
+    assert (central["bal_acc_diff_low"] <= central["bal_acc_difference"]).all()
+    assert (central["bal_acc_difference"] <= central["bal_acc_diff_high"]).all()
     tests = pd.read_csv(study / "reports/tables/paired_tests.csv")
     assert len(tests) == 2 * 2  # (seed, synthetic_and_seed) x 2 test groups
     assert (tests["b_only_fitz_only"] + tests["c_only_arm"] <= tests["n"]).all()

@@ -7,6 +7,14 @@ Arms and doses are scored on the same test images, so they are compared paired:
   vote over repeats, so one unlucky seed cannot decide it). Effect size: the accuracy
   difference (c - b) / n and the discordant pairs b (only fitz_only right) and c (only the
   arm right). Holm's step-down correction runs over the whole family of these tests.
+- **The central question, `synthetic_and_seed` vs `seed`**: do the synthetic images add
+  anything over the seeds they were made from? The same exact McNemar per (direction,
+  condition, test group) with Holm over its own family, and, because a gain on one condition
+  can be a collapse onto it, the difference in the group's balanced accuracy (all seven
+  conditions) with a paired bootstrap over images: balanced accuracy is a mean of per-class
+  recalls, not a sum of independent per-image outcomes, so McNemar cannot test it; resampling
+  the images with identical weights for both arms keeps the pairing. Holm again over its
+  family.
 - **Dose trend**: logistic regression of per-prediction correctness on log2(1 + dose) over
   dose 0 (the seeds alone) and every dose level, with standard errors clustered by image
   (each image is scored at every dose and in every repeat, so predictions are not
@@ -19,12 +27,22 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
+from dermsynth.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, class_scores, prediction_counts
 from dermsynth.prepare import load_conditions
-from dermsynth.stats import dose_trend, holm, mcnemar_exact, paired_counts
+from dermsynth.stats import (
+    bootstrap_p,
+    bootstrap_weights,
+    dose_trend,
+    holm,
+    mcnemar_exact,
+    paired_counts,
+    percentile_interval,
+)
 from dermsynth.study import DIRECTIONS, slug
 
 FAIRNESS_KEYS = ("acc_gap", "acc_ratio", "worst_group_acc", "pqd", "dpm", "eom", "ece")
@@ -80,6 +98,69 @@ def paired_tests(params: Params) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if not table.empty:
         table["p_holm"] = holm(table["p"].tolist())
+    return table
+
+
+def paired_balanced_accuracy(
+    reference: pd.DataFrame, arm: pd.DataFrame, z: float, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED
+) -> dict[str, float]:
+    """Balanced accuracy of two arms on the same images, their difference (arm - reference), its interval and p."""
+    classes = sorted(set(reference["label"]) | set(reference["pred"]) | set(arm["pred"]))
+    truth, counts_ref = prediction_counts(reference, classes)
+    truth_arm, counts_arm = prediction_counts(arm, classes)
+    if sorted(set(reference["md5hash"])) != sorted(set(arm["md5hash"])) or not (truth == truth_arm).all():
+        raise ValueError("paired bootstrap: the two arms were scored on different images")
+    ones = np.ones((1, len(truth)))
+    weights = bootstrap_weights(len(truth), draws, seed)
+    point = class_scores(truth, counts_arm, ones)["bal_acc"] - class_scores(truth, counts_ref, ones)["bal_acc"]
+    diffs = class_scores(truth, counts_arm, weights)["bal_acc"] - class_scores(truth, counts_ref, weights)["bal_acc"]
+    low, high = percentile_interval(diffs, z)
+    return {
+        "bal_acc_reference": float(class_scores(truth, counts_ref, ones)["bal_acc"][0]),
+        "bal_acc_arm": float(class_scores(truth, counts_arm, ones)["bal_acc"][0]),
+        "bal_acc_difference": float(point[0]),
+        "bal_acc_diff_low": low,
+        "bal_acc_diff_high": high,
+        "bal_acc_p": bootstrap_p(diffs),
+    }
+
+
+def synthetic_vs_seed(params: Params) -> pd.DataFrame:
+    """`synthetic_and_seed` against `seed`: McNemar on the condition, paired bootstrap of balanced accuracy."""
+    rows: list[dict] = []
+    if not {"seed", "synthetic_and_seed"} <= set(params.train.arms):
+        return pd.DataFrame(rows)
+    for direction in params.train.directions:
+        for condition in params.train.conditions:
+            label = label_for(condition)
+            seed = predictions(paths.run_name(direction, condition, "seed", None))
+            synth = predictions(paths.run_name(direction, condition, "synthetic_and_seed", None))
+            for group in DIRECTIONS[direction].test_groups:
+                a, b_ = majority(seed, group, label), majority(synth, group, label)
+                if not a.index.equals(b_.index):
+                    raise ValueError(f"{direction}/{condition}/{group}: seed and synthetic_and_seed saw other images")
+                b, c = paired_counts(a.to_numpy(), b_.to_numpy())
+                in_group = [p[(p["split"] == "test") & (p["group"] == group)] for p in (seed, synth)]
+                rows.append(
+                    {
+                        "direction": direction,
+                        "condition": condition,
+                        "group": group,
+                        "n": len(a),
+                        "acc_seed": float(a.mean()),
+                        "acc_synthetic_and_seed": float(b_.mean()),
+                        "difference": (c - b) / len(a) if len(a) else float("nan"),
+                        "b_only_seed": b,
+                        "c_only_synthetic": c,
+                        "p": mcnemar_exact(b, c),
+                        "n_group": int(in_group[0]["md5hash"].nunique()),
+                        **paired_balanced_accuracy(*in_group, params.evaluate.z),
+                    }
+                )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = holm(table["p"].tolist())
+        table["bal_acc_p_holm"] = holm(table["bal_acc_p"].tolist())
     return table
 
 

@@ -3,7 +3,11 @@
 `run_metrics` turns one run's predictions into the flat dict that goes, unchanged, to
 MLflow and to reports/runs/<run>.json. The stage then gathers every run into
 reports/metrics.json: the arms table, the dose-response table and the spillover table,
-which the regression gate compares with the committed baseline.
+which the regression gate compares with the committed baseline. Every arms and dose cell
+carries, beside the augmented condition's accuracy, the net-benefit metrics of its whole test
+group (overall and balanced accuracy, macro-F1, the share of predictions that go to the
+augmented condition) and each one's change against `fitz_only`; a cell whose condition
+accuracy rises while balanced accuracy falls is flagged as a possible collapse.
 """
 
 from __future__ import annotations
@@ -38,6 +42,34 @@ def planned_runs(params: Params) -> list[dict]:
 
 
 CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "repeats")
+# Net benefit over the whole test group: (column in the tables, key under test/<group>/ in the run's metrics).
+GROUP_KEYS = {
+    "group_acc": "acc",
+    "group_acc_low": "wilson_low",
+    "group_acc_high": "wilson_high",
+    **{k: k for k in ("bal_acc", "bal_acc_low", "bal_acc_high", "macro_f1", "macro_f1_low", "macro_f1_high")},
+}
+CHANGED = ("acc", "group_acc", "bal_acc", "macro_f1", "share")  # each also as d_<key>, the change against fitz_only
+
+
+def group_metrics(m: dict, group: str, condition: str) -> dict:
+    """The test group's net-benefit metrics, and the share of its predictions that go to ``condition``."""
+    out = {column: m.get(f"test/{group}/{key}") for column, key in GROUP_KEYS.items()}
+    for suffix in ("", "_low", "_high"):
+        out[f"share{suffix}"] = m.get(f"test/{group}/share/{condition}{suffix}")
+    return out
+
+
+def with_changes(rows: list[dict]) -> list[dict]:
+    """Each cell with d_<metric> = value minus fitz_only's (same direction, condition, group), and a collapse flag."""
+    reference = {(r["direction"], r["condition"], r["group"]): r for r in rows if r["arm"] == "fitz_only"}
+    out = []
+    for row in rows:
+        ref = reference.get((row["direction"], row["condition"], row["group"]))
+        changes = {f"d_{k}": (row[k] - ref[k]) if ref and None not in (row[k], ref[k]) else math.nan for k in CHANGED}
+        collapse = changes["d_acc"] > 0 and changes["d_bal_acc"] < 0  # False when either is NaN
+        out.append({**row, **changes, "collapse": bool(collapse)})
+    return out
 
 
 def arm_of(run: dict) -> str:
@@ -59,6 +91,7 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
                 "group": group,
                 "val_acc": m["val/acc"],
                 **{k: m.get(f"{key}/{k}") for k in CELL_KEYS},
+                **group_metrics(m, group, run["condition"]),
             }
             rows["arms" if run["dose"] is None else "dose"].append(row)
             if run["arm"] == "seed" and run["direction"] == params.dose.direction:
@@ -75,10 +108,16 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
                     }
                 )
     rows["dose"].sort(key=lambda r: (r["condition"], r["group"], r["dose"]))
+    fitz = [r for r in rows["arms"] if r["arm"] == "fitz_only"]
+    rows["arms"] = with_changes(rows["arms"])
+    rows["dose"] = [r for r in with_changes(fitz + rows["dose"]) if r["arm"] != "fitz_only"]
     return rows
 
 
-TABLE_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "val_acc")
+TABLE_KEYS = (
+    "acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "val_acc",
+    *GROUP_KEYS, "share", "share_low", "share_high", *(f"d_{k}" for k in CHANGED), "collapse",
+)  # fmt: skip
 
 
 def _plain(value: object) -> object:
@@ -126,11 +165,14 @@ def main(params: Params) -> None:
     io.write_json(paths.STUDY_METRICS, keyed(rows))
     for name, items in rows.items():
         io.write_csv(paths.PLOTS / f"{name}.csv", pd.DataFrame(items))
-    tables = {"paired_tests": tests, "dose_trend": trends, "fairness": fairness}
+    central = compare.synthetic_vs_seed(params)
+    tables = {"paired_tests": tests, "synthetic_vs_seed": central, "dose_trend": trends, "fairness": fairness}
     for name, table in tables.items():
         io.write_csv(paths.TABLES / f"{name}.csv", table)
     grid.log(params, {**{k: pd.DataFrame(v) for k, v in rows.items()}, **tables}, runs)
     print(
         f"evaluate: {len(rows['arms'])} arm cells, {len(rows['dose'])} dose cells, "
-        f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests, {len(trends)} dose trends"
+        f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests against fitz_only, "
+        f"{len(central)} synthetic-vs-seed tests, {len(trends)} dose trends, "
+        f"{sum(r['collapse'] for r in rows['arms'] + rows['dose'])} cells flagged as possible collapse"
     )

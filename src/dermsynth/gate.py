@@ -1,8 +1,10 @@
 """The regression gate: fresh accuracy tables against a committed baseline.
 
 Every cell of the arms and dose-response tables in reports/metrics.json is compared with
-reports/baseline.json; a cell that fell by more than `gate.tolerance` (absolute accuracy),
-or that disappeared, fails the gate and is named. Runs are seeded, so on the same machine
+reports/baseline.json: the augmented condition's accuracy (`acc`) and, so that a gain bought
+by collapsing the other conditions cannot hide a loss, the test group's balanced accuracy
+(`bal_acc`). A value that fell by more than `gate.tolerance` (absolute), or that
+disappeared, fails the gate and is named. Runs are seeded, so on the same machine
 and library versions the tables reproduce exactly; the tolerance absorbs the small
 numerical differences between CPUs and BLAS builds.
 """
@@ -15,26 +17,40 @@ from dermsynth import io, paths
 from dermsynth.config import Params
 
 GATED_TABLES = ("arms", "dose")
+GATED_VALUES = {"acc": "accuracy", "bal_acc": "balanced accuracy"}
 
 
 def compare(baseline: dict, fresh: dict, tolerance: float) -> list[str]:
-    """One line per regressed or missing cell; empty when the gate passes."""
+    """One line per regressed or missing value; empty when the gate passes."""
     problems = []
     for table in GATED_TABLES:
         for key, cell in sorted(baseline.get(table, {}).items()):
             now = fresh.get(table, {}).get(key)
             if now is None or now.get("acc") is None:
                 problems.append(f"{table}/{key}: missing from the fresh metrics")
-            elif cell.get("acc") is not None and now["acc"] < cell["acc"] - tolerance:
-                problems.append(f"{table}/{key}: accuracy {now['acc']:.3f} < baseline {cell['acc']:.3f} - {tolerance}")
+                continue
+            for value, name in GATED_VALUES.items():
+                if cell.get(value) is None:
+                    continue  # a baseline written before this value was gated
+                if now.get(value) is None:
+                    problems.append(f"{table}/{key}: {name} missing from the fresh metrics")
+                elif now[value] < cell[value] - tolerance:
+                    problems.append(
+                        f"{table}/{key}: {name} {now[value]:.3f} < baseline {cell[value]:.3f} - {tolerance}"
+                    )
     return problems
+
+
+def baseline_cells(table: dict[str, dict]) -> dict[str, dict]:
+    """What the baseline keeps of each cell: the gated values and N (the rest of the metrics change too often)."""
+    return {key: {k: cell.get(k) for k in (*GATED_VALUES, "n")} for key, cell in table.items()}
 
 
 def main(params: Params, baseline: str | None = None, metrics: str | None = None, update: bool = False) -> int:
     baseline_path = Path(baseline) if baseline else paths.BASELINE
     fresh = io.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
     if update:
-        io.write_json(baseline_path, {t: fresh[t] for t in GATED_TABLES})
+        io.write_json(baseline_path, {t: baseline_cells(fresh[t]) for t in GATED_TABLES})
         print(f"gate: wrote {baseline_path}")
         return 0
     if not baseline_path.exists():

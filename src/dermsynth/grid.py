@@ -41,6 +41,21 @@ def test_metrics(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
     for r in tables["paired_tests"].to_dict("records"):
         key = f"{r['direction']}/{r['condition']}/{r['group']}/{r['arm']}"
         out.update({f"mcnemar_p/{key}": r["p"], f"mcnemar_p_holm/{key}": r["p_holm"], f"diff/{key}": r["difference"]})
+    for r in tables.get("synthetic_vs_seed", pd.DataFrame()).to_dict("records"):
+        key = f"{r['direction']}/{r['condition']}/{r['group']}"
+        out.update(
+            {
+                f"synthetic_vs_seed/mcnemar_p/{key}": r["p"],
+                f"synthetic_vs_seed/mcnemar_p_holm/{key}": r["p_holm"],
+                f"synthetic_vs_seed/diff/{key}": r["difference"],
+                f"synthetic_vs_seed/bal_acc_diff/{key}": r["bal_acc_difference"],
+                f"synthetic_vs_seed/bal_acc_p/{key}": r["bal_acc_p"],
+                f"synthetic_vs_seed/bal_acc_p_holm/{key}": r["bal_acc_p_holm"],
+            }
+        )
+    for r in tables["arms"].to_dict("records") if "arms" in tables else []:
+        key = f"{r['direction']}/{r['condition']}/{r['group']}/{r['arm']}"
+        out.update({f"{d}/{key}": r[d] for d in ("d_acc", "d_bal_acc", "d_macro_f1", "d_share") if d in r})
     for r in tables["dose_trend"].to_dict("records"):
         key = f"{r['direction']}/{r['condition']}/{r['group']}"
         out.update({f"trend_p/{key}": r["p"], f"trend_or_per_doubling/{key}": r["odds_ratio_per_doubling"]})

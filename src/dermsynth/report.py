@@ -6,185 +6,55 @@ table and the split table), so the report can be rebuilt in a second without tra
 
 from __future__ import annotations
 
-from types import ModuleType
+from pathlib import Path
 
 import pandas as pd
 
 from dermsynth import io, paths
 from dermsynth.config import Params
-from dermsynth.prepare import load_conditions
-from dermsynth.study import ARMS, DIRECTIONS, slug
-
-FST_ORDER = ["1", "2", "3", "4", "5", "6"]
-
-
-def fmt_cell(row: pd.Series) -> str:
-    """Pooled accuracy over repeats with its Wilson interval and N (the compact form of wide tables)."""
-    if pd.isna(row.get("acc")):
-        return "n/a"
-    return f"{row['acc']:.3f} ({row['wilson_low']:.3f}-{row['wilson_high']:.3f}) N={int(row['n'])}"
-
-
-def fmt_p(p: float) -> str:
-    if pd.isna(p):
-        return "ref"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+from dermsynth.figures import arms_figure, dose_figure
+from dermsynth.report_tables import (
+    arms_table,
+    central_table,
+    counts_table,
+    dose_table,
+    fairness_tables,
+    flagged_cells,
+    net_benefit_table,
+    paired_table,
+    spillover_table,
+    splits_table,
+    trend_table,
+)
 
 
-def counts_table(prepared: pd.DataFrame, summary: dict) -> str:
-    table = pd.crosstab(prepared["label"], prepared["fitzpatrick_scale"].astype(str))
-    table = table.reindex(columns=[c for c in FST_ORDER if c in table.columns], fill_value=0)
-    table["FST -1 dropped"] = [summary["fst_unknown_dropped_by_label"].get(label, 0) for label in table.index]
-    table["total kept"] = table[[c for c in FST_ORDER if c in table.columns]].sum(axis=1)
-    return table.to_markdown()
-
-
-def splits_table(splits: pd.DataFrame) -> str:
-    sizes = splits.groupby(["direction", "role", "group"]).size().unstack("group", fill_value=0)
-    return sizes.reset_index().to_markdown(index=False)
-
-
-def arms_table(arms: pd.DataFrame) -> str:
-    """Every cell: mean (SD) over repeats, pooled accuracy with Wilson and Wald intervals, N, paired p."""
-    order = {a: i for i, a in enumerate(ARMS)}
-    arms = arms.assign(order=arms["arm"].map(order)).sort_values(["direction", "condition", "group", "order"])
-    table = pd.DataFrame(
-        {
-            "direction": arms["direction"],
-            "condition": arms["condition"],
-            "group": arms["group"],
-            "arm": arms["arm"],
-            "mean (SD) over repeats": [
-                f"{m:.3f} ({s:.3f})" for m, s in zip(arms["acc_mean"], arms["acc_sd"], strict=True)
-            ],
-            "pooled": arms["acc"].map("{:.3f}".format),
-            "Wilson 95%": [
-                f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wilson_low"], arms["wilson_high"], strict=True)
-            ],
-            "Wald 95%": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wald_low"], arms["wald_high"], strict=True)],
-            "N": arms["n"].astype(int),
-            "p vs fitz_only": arms["p"].map(fmt_p),
-            "Holm p": arms["p_holm"].map(fmt_p),
-        }
-    )
-    return table.to_markdown(index=False)
-
-
-def paired_table(tests: pd.DataFrame) -> str:
-    if tests.empty:
-        return "(no `fitz_only` arm in this grid: nothing to pair against)"
-    shown = tests.assign(
-        p=tests["p"].map(fmt_p), p_holm=tests["p_holm"].map(fmt_p), difference=tests["difference"].map("{:+.3f}".format)
-    )
-    return shown.round(3).to_markdown(index=False)
-
-
-def trend_table(trends: pd.DataFrame) -> str:
-    if trends.empty:
-        return "(fewer than two doses in this grid)"
-    shown = trends[
-        ["direction", "condition", "group", "odds_ratio_per_doubling", "or_low", "or_high", "p", "n", "clusters"]
-    ]
-    return shown.assign(p=shown["p"].map(fmt_p)).round(3).to_markdown(index=False)
-
-
-def fairness_tables(fairness: pd.DataFrame) -> list[str]:
-    """One table per arm (rows: direction and condition), means over repeats."""
-    lines = []
-    metric_cols = [c for c in fairness.columns if c.startswith("acc ")]
-    metric_cols += ["acc_gap", "acc_ratio", "worst_group_acc", "pqd", "dpm", "eom", "ece"]
-    for arm, block in fairness.groupby("arm", sort=False):
-        lines += [
-            f"### {arm}",
-            "",
-            block[["direction", "condition", *metric_cols]].round(3).to_markdown(index=False),
-            "",
-        ]
-    return lines
-
-
-def dose_table(dose: pd.DataFrame) -> str:
-    dose = dose.assign(cell=dose.apply(fmt_cell, axis=1))
-    return dose.pivot_table(
-        index=["direction", "condition", "group"], columns="dose", values="cell", aggfunc="first"
-    ).to_markdown()
-
-
-def spillover_table(spill: pd.DataFrame) -> str:
-    """Accuracy of every condition in every run, with the change against the same direction's fitz_only run."""
-    base = spill[spill["arm"] == "fitz_only"].set_index(["direction", "condition", "group", "label"])["acc"]
-    rows = spill[spill["arm"] != "fitz_only"].copy()
-    rows["delta"] = [
-        a - base.get((d, c, g, lab), float("nan"))
-        for a, d, c, g, lab in zip(
-            rows["acc"], rows["direction"], rows["condition"], rows["group"], rows["label"], strict=True
+def is_simulated(params: Params, info: dict) -> list[str]:
+    """What in this run is simulated: the embedded dataset, a backbone without pretrained weights; empty if neither."""
+    reasons = []
+    if Path(params.dataset.root).resolve() == paths.EMBEDDED.resolve():
+        reasons.append(
+            "the images are the **embedded, simulated dataset** drawn by `dermsynth embedded`, not photographs"
         )
+    if info.get("weights") == "none":
+        reasons.append(
+            "the backbone is a **randomly initialised VGG16** (`features.weights: none`), not ImageNet weights"
+        )
+    return reasons
+
+
+def simulation_header(params: Params, info: dict) -> list[str]:
+    """The report's opening warning when its numbers come from simulated images or random weights."""
+    reasons = is_simulated(params, info)
+    if not reasons:
+        return []
+    return [
+        "> **Simulated results.** In this run " + "; ".join(reasons) + ". The counts per condition and skin type "
+        "are the real dataset's, but the accuracies, gains and p-values below describe the simulator, not "
+        "dermatology: **effect sizes do not transfer to real photographs.** Gains on the augmented condition can "
+        "be a collapse onto it (see the net-benefit table and its `collapse?` flags). What the simulator does "
+        "and does not model: [docs/embedded.md](../docs/embedded.md).",
+        "",
     ]
-    rows["cell"] = [
-        f"{a:.2f} ({d:+.2f})" if pd.notna(a) else "n/a" for a, d in zip(rows["acc"], rows["delta"], strict=True)
-    ]
-    wide = rows.pivot_table(
-        index=["direction", "group", "condition", "arm"], columns="label", values="cell", aggfunc="first"
-    )
-    order = [slug(c) for c in load_conditions()]
-    return wide.reindex(columns=[c for c in order if c in wide.columns]).reset_index().to_markdown(index=False)
-
-
-def pyplot() -> ModuleType:
-    """matplotlib.pyplot with the file-only backend, imported on first use (it is slow to import)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def arms_figure(arms: pd.DataFrame) -> None:
-    plt = pyplot()
-    panels = [(d, g) for d in DIRECTIONS for g in DIRECTIONS[d].test_groups if d in set(arms["direction"])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
-    for ax, (direction, group) in zip(axes[0], panels, strict=True):
-        block = arms[(arms["direction"] == direction) & (arms["group"] == group)]
-        conditions = list(dict.fromkeys(block["condition"]))
-        for i, arm in enumerate(ARMS):
-            rows = block[block["arm"] == arm].set_index("condition").reindex(conditions)
-            x = [j + (i - 1) * 0.27 for j in range(len(conditions))]
-            err = [rows["acc"] - rows["wilson_low"], rows["wilson_high"] - rows["acc"]]
-            ax.bar(x, rows["acc"], width=0.27, yerr=err, capsize=3, label=arm)
-        ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
-        ax.set_title(f"{direction}: test {group}", fontsize=9)
-        ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("pooled accuracy (95% Wilson CI)")
-    fig.suptitle("Accuracy on the augmented condition, by arm and test FST group", fontsize=10)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    paths.FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(paths.FIGURES / "arms.png", dpi=110)
-    plt.close(fig)
-
-
-def dose_figure(dose: pd.DataFrame) -> None:
-    plt = pyplot()
-    groups = list(dict.fromkeys(dose["group"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), sharey=True, squeeze=False)
-    for ax, group in zip(axes[0], groups, strict=True):
-        levels = sorted(dose["dose"].unique())
-        position = {level: i for i, level in enumerate(levels)}
-        for i, (condition, rows) in enumerate(dose[dose["group"] == group].groupby("condition")):
-            rows = rows.sort_values("dose")
-            x = [position[d] for d in rows["dose"]]
-            ax.plot(x, rows["acc"], marker="o", color=f"C{i}", label=condition)
-            ax.fill_between(x, rows["wilson_low"], rows["wilson_high"], color=f"C{i}", alpha=0.15)
-        ax.set_xticks(range(len(levels)), [str(d) for d in levels])
-        ax.set_xlabel("synthetic images added (on top of the seeds)")
-        ax.set_title(f"test {group}", fontsize=9)
-        ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("pooled accuracy (95% Wilson CI)")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)
-    plt.close(fig)
 
 
 def missing_images_section(summary: dict) -> list[str]:
@@ -227,13 +97,16 @@ def render(params: Params) -> str:
     tests = read_table("paired_tests")
     trends = read_table("dose_trend")
     fairness = pd.read_csv(paths.TABLES / "fairness.csv")
+    central = read_table("synthetic_vs_seed")
     info = io.read_json(paths.FEATURES / "info.json")
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
-    arms_figure(arms)
-    dose_figure(dose)
+    chance = 1 / len(selection["conditions"])
+    arms_figure(arms, chance)
+    dose_figure(dose, chance)
     lines = [
         "# dermsynth study report",
         "",
+        *simulation_header(params, info),
         f"Dataset: `{params.dataset.root}` ({summary['rows_kept']} rows kept, "
         f"{summary['fst_unknown_dropped']} study rows with FST -1 dropped). "
         f"Generator: `{params.generate.generator}`{model_note(params)}. "
@@ -244,7 +117,8 @@ def render(params: Params) -> str:
         f"-{params.train.seed + params.train.repeats - 1}). Cells: accuracy on the test images of the given FST "
         "group, pooled over repeats, with its 95% Wilson interval (Wald, the original study's, beside it in the arms "
         "table) computed on the N distinct images (repeats score the same images, so R x N would be too narrow). "
-        "Validation accuracy is in-distribution (the training group); chance is 1/7 = 0.143.",
+        "Validation accuracy is in-distribution (the training group); chance is "
+        f"1/{len(selection['conditions'])} = {chance:.3f}.",
         "",
         *missing_images_section(summary),
         "## Conditions",
@@ -268,6 +142,30 @@ def render(params: Params) -> str:
         arms_table(arms),
         "",
         "![arms](figures/arms.png)",
+        "",
+        "## Net benefit: every gain beside its cost",
+        "",
+        "Per arms cell, over **all** test images of the group (all conditions), pooled over repeats: the augmented "
+        "condition's accuracy, the group's overall accuracy, balanced accuracy (mean per-class recall, 95% "
+        "percentile interval from a bootstrap over images), macro-F1, and the share of the group's predictions "
+        "that go to the augmented condition; in brackets the change against `fitz_only`. A model that simply "
+        "predicts the augmented condition more often raises its accuracy and its share while balanced accuracy "
+        "falls.",
+        "",
+        net_benefit_table(arms, chance),
+        "",
+        *flagged_cells(pd.concat([arms, dose], ignore_index=True)),
+        "## The central question: do synthetic images add anything over their seeds?",
+        "",
+        "`synthetic_and_seed` against `seed` (the same seeds, plus the synthetic images made from them). Left: exact "
+        "McNemar on the augmented condition's test images (majority vote over repeats; b = only `seed` right, "
+        f"c = only `synthetic_and_seed` right), Holm over these {len(central)} tests. Right: the group's balanced "
+        "accuracy over all conditions, its difference with a 95% interval and a two-sided p from a paired "
+        "bootstrap over the group's images (both arms resampled with the same images, each image keeping all its "
+        "repeats; balanced accuracy is a mean of per-class recalls, which McNemar cannot test), Holm over its own "
+        "family.",
+        "",
+        central_table(central),
         "",
         "## Paired tests against `fitz_only`",
         "",
@@ -299,6 +197,9 @@ def render(params: Params) -> str:
         "",
         *fairness_tables(fairness),
         "## Spillover: every condition's accuracy, change against `fitz_only` in brackets",
+        "",
+        "Seeds are drawn only for the augmented conditions (`split.seed_conditions`), so every other condition is "
+        "tested on all of its images in the group.",
         "",
         spillover_table(spill),
         "",

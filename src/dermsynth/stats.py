@@ -13,6 +13,11 @@
   and keeps dose 0 finite. The same test image is scored at every dose and in every repeat, so predictions are not
   independent: the slope's standard error is cluster-robust (sandwich, clustered by image id, with the usual
   small-sample factor G/(G-1)), and the test is a Wald z-test on that slope.
+* Bootstrap over images: metrics that are not a sum of independent per-image terms (balanced accuracy, macro-F1)
+  get percentile intervals from resampling the test images, each image keeping all its repeats. Two arms scored on
+  the same images are compared with a *paired* bootstrap: each resample weights both arms' images identically, so
+  the pairing that McNemar exploits for plain accuracy is kept. Its p-value is the two-sided percentile p,
+  2 min(P(d <= 0), P(d >= 0)) over the resampled differences d, with the usual +1 correction (never 0).
 """
 
 from __future__ import annotations
@@ -78,6 +83,36 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     scaled = (m - np.arange(m)) * p[order]
     out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
     return out.tolist()
+
+
+def bootstrap_weights(n: int, draws: int, seed: int) -> np.ndarray:
+    """(draws, n) resampling weights: how often each of n items is drawn in each of ``draws`` resamples of size n."""
+    if n == 0:
+        return np.zeros((draws, 0))
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(float)
+
+
+def percentile_interval(values: ArrayLike, z: float = Z95) -> tuple[float, float]:
+    """Central percentile interval of bootstrap values with the coverage of +-z (95% for z = 1.96); NaNs ignored."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    tail = 100.0 * float(sps.norm.sf(z))
+    low, high = np.percentile(v, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_p(differences: ArrayLike) -> float:
+    """Two-sided percentile-bootstrap p for H0: difference = 0, from resampled differences; +1-corrected, <= 1."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return math.nan
+    below = (1 + np.sum(d <= 0)) / (d.size + 1)
+    above = (1 + np.sum(d >= 0)) / (d.size + 1)
+    return float(min(1.0, 2.0 * min(below, above)))
 
 
 def _fit_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray | None:

@@ -1,0 +1,149 @@
+"""Net-benefit metrics and the synthetic-vs-seed paired bootstrap, on prediction tables made by hand.
+
+The hand-made test group has 10 images of three classes (4 A, 4 B, 2 C). `fitz_only` gets
+A 2/4, B 3/4, C 1/2 right. The `collapsed` arm predicts A for nearly everything: A 4/4,
+B 1/4, C 0/2. Its accuracy on A (the augmented condition) rises from 0.5 to 1.0 while its
+balanced accuracy falls from 7/12 to 5/12: the pattern the report must flag.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from dermsynth.compare import paired_balanced_accuracy
+from dermsynth.evaluate import with_changes
+from dermsynth.metrics import net_benefit, run_metrics
+from dermsynth.stats import bootstrap_p, bootstrap_weights, percentile_interval
+
+CLASSES = ["A", "B", "C"]
+TRUTH = ["A"] * 4 + ["B"] * 4 + ["C"] * 2
+FITZ_ONLY = ["A", "A", "B", "B", "B", "B", "B", "A", "C", "A"]
+COLLAPSED = ["A", "A", "A", "A", "B", "A", "A", "A", "A", "A"]
+
+
+def table(preds: list[str], repeats: int = 1) -> pd.DataFrame:
+    rows = [
+        {"md5hash": f"img{i:02d}", "label": t, "pred": p, "repeat": r, "split": "test", "group": "V-VI"}
+        for r in range(repeats)
+        for i, (t, p) in enumerate(zip(TRUTH, preds, strict=True))
+    ]
+    frame = pd.DataFrame(rows)
+    return frame.assign(correct=frame["label"] == frame["pred"], prob_pred=0.5)
+
+
+def test_balanced_accuracy_macro_f1_and_share_by_hand():
+    fitz = net_benefit(table(FITZ_ONLY), CLASSES, 1.959964)
+    assert fitz["bal_acc"] == pytest.approx((2 / 4 + 3 / 4 + 1 / 2) / 3)
+    # F1 = 2 TP / (predicted + true): A 4/8, B 6/9, C 2/3
+    assert fitz["macro_f1"] == pytest.approx((4 / 8 + 6 / 9 + 2 / 3) / 3)
+    assert fitz["share/a"] == pytest.approx(4 / 10)
+    assert fitz["share/b"] == pytest.approx(5 / 10)
+    collapsed = net_benefit(table(COLLAPSED), CLASSES, 1.959964)
+    assert collapsed["bal_acc"] == pytest.approx((4 / 4 + 1 / 4 + 0 / 2) / 3)
+    assert collapsed["macro_f1"] == pytest.approx((8 / 13 + 2 / 5 + 0) / 3)
+    assert collapsed["share/a"] == pytest.approx(9 / 10)
+
+
+@pytest.mark.parametrize("preds", [FITZ_ONLY, COLLAPSED])
+def test_point_estimates_equal_sklearn(preds):
+    got = net_benefit(table(preds), CLASSES, 1.959964)
+    assert got["bal_acc"] == pytest.approx(balanced_accuracy_score(TRUTH, preds))
+    assert got["macro_f1"] == pytest.approx(f1_score(TRUTH, preds, average="macro", zero_division=0))
+
+
+def test_repeats_pool_and_intervals_bracket_the_estimate():
+    once, thrice = net_benefit(table(FITZ_ONLY), CLASSES, 1.96), net_benefit(table(FITZ_ONLY, 3), CLASSES, 1.96)
+    for key in ("bal_acc", "macro_f1", "share/a"):
+        assert thrice[key] == pytest.approx(once[key])
+        assert thrice[f"{key}_low"] <= thrice[key] <= thrice[f"{key}_high"]
+        assert thrice[f"{key}_low"] < thrice[f"{key}_high"]  # ten images leave real uncertainty
+
+
+def test_run_metrics_carry_the_net_benefit_per_test_group():
+    preds = pd.concat([table(COLLAPSED), table(FITZ_ONLY).assign(split="val", group="I-II")], ignore_index=True)
+    metrics = run_metrics(preds, 1.959964)
+    assert metrics["test/V-VI/bal_acc"] == pytest.approx(5 / 12)
+    assert metrics["test/V-VI/share/a"] == pytest.approx(0.9)
+    assert metrics["test/V-VI/acc"] == pytest.approx(5 / 10)
+    assert "val/bal_acc" not in metrics
+
+
+def cell(arm: str, preds: list[str]) -> dict:
+    m = net_benefit(table(preds), CLASSES, 1.959964)
+    acc_a = sum(p == t == "A" for p, t in zip(preds, TRUTH, strict=True)) / 4
+    return {
+        "direction": "light_to_dark",
+        "condition": "a",
+        "group": "V-VI",
+        "arm": arm,
+        "acc": acc_a,
+        "group_acc": sum(p == t for p, t in zip(preds, TRUTH, strict=True)) / 10,
+        "bal_acc": m["bal_acc"],
+        "macro_f1": m["macro_f1"],
+        "share": m["share/a"],
+    }
+
+
+def test_a_collapse_raises_condition_accuracy_lowers_balanced_accuracy_and_is_flagged():
+    rows = with_changes([cell("fitz_only", FITZ_ONLY), cell("seed", COLLAPSED), cell("synthetic_and_seed", FITZ_ONLY)])
+    fitz, collapsed, same = rows
+    assert collapsed["d_acc"] == pytest.approx(0.5)
+    assert collapsed["d_bal_acc"] == pytest.approx(5 / 12 - 7 / 12)
+    assert collapsed["d_share"] == pytest.approx(0.5)
+    assert collapsed["d_group_acc"] == pytest.approx(-0.1)
+    assert collapsed["collapse"] is True
+    assert same["collapse"] is False
+    assert same["d_bal_acc"] == 0
+    assert fitz["collapse"] is False
+    assert fitz["d_acc"] == 0
+
+
+def test_no_reference_arm_gives_no_change_and_no_flag():
+    (row,) = with_changes([cell("seed", COLLAPSED)])
+    assert math.isnan(row["d_acc"])
+    assert row["collapse"] is False
+
+
+# --- the paired bootstrap of balanced accuracy (synthetic_and_seed vs seed) ------------------------------------
+
+
+def test_paired_bootstrap_of_identical_arms_is_null():
+    result = paired_balanced_accuracy(table(FITZ_ONLY, 2), table(FITZ_ONLY, 2), 1.959964)
+    assert result["bal_acc_difference"] == 0
+    assert (result["bal_acc_diff_low"], result["bal_acc_diff_high"]) == (0, 0)
+    assert result["bal_acc_p"] == 1.0
+
+
+def test_paired_bootstrap_known_difference_and_p():
+    result = paired_balanced_accuracy(table(FITZ_ONLY), table(COLLAPSED), 1.959964)
+    assert result["bal_acc_reference"] == pytest.approx(7 / 12)
+    assert result["bal_acc_arm"] == pytest.approx(5 / 12)
+    assert result["bal_acc_difference"] == pytest.approx(-2 / 12)
+    assert result["bal_acc_diff_low"] < -2 / 12 < result["bal_acc_diff_high"]
+    # an arm right on every image against one wrong on every image: every resample favours it
+    wrong = [{"A": "B", "B": "C", "C": "A"}[t] for t in TRUTH]
+    better = paired_balanced_accuracy(table(wrong), table(TRUTH), 1.959964, draws=99)
+    assert better["bal_acc_difference"] == 1.0
+    assert better["bal_acc_p"] == pytest.approx(2 / 100)  # 2 (1 + 0) / (99 + 1): the smallest p with 99 draws
+
+
+def test_paired_bootstrap_refuses_unpaired_arms():
+    with pytest.raises(ValueError, match="different images"):
+        paired_balanced_accuracy(table(FITZ_ONLY), table(FITZ_ONLY).assign(md5hash=lambda f: f["md5hash"] + "x"), 1.96)
+
+
+def test_bootstrap_p_and_interval_known_values():
+    assert bootstrap_p([1.0, 2.0, 3.0]) == pytest.approx(2 * 1 / 4)
+    assert bootstrap_p([-1.0, 1.0]) == 1.0
+    assert bootstrap_p([0.0] * 9) == 1.0
+    values = np.arange(1001, dtype=float)  # percentiles 2.5 and 97.5 of 0..1000
+    assert percentile_interval(values, 1.959964) == pytest.approx((25.0, 975.0), abs=1e-3)
+    weights = bootstrap_weights(7, 50, seed=3)
+    assert weights.shape == (50, 7)
+    assert (weights.sum(axis=1) == 7).all()
+    assert (bootstrap_weights(7, 50, seed=3) == weights).all()
