@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint gate baseline ui clean
+.PHONY: help install repro repro-real test test-fast lint gate baseline ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(VENV)/.installed ## create .venv and install the project (torch, DVC,
 
 repro: install ## run the whole study on the default (embedded) dataset: dvc repro
 	dvc repro
+
+repro-real: install ## the study on the real Fitzpatrick 17k in data/: dvc exp run with configs/real-data.yaml
+	dvc exp run $$(dermsynth overrides configs/real-data.yaml)
 
 test: install ## run the test suite (includes a shrunk end-to-end dvc repro)
 	pytest -q

@@ -49,3 +49,37 @@ def test_repeats_must_be_positive(raw_params):
     raw_params["train"]["repeats"] = 0
     with pytest.raises(config.ConfigError, match=r"train\.repeats must be at least 1"):
         config.parse(raw_params)
+
+
+def test_seeded_conditions_must_cover_the_trained_ones(raw_params):
+    raw_params["train"]["conditions"] = ["psoriasis", "squamous_cell_carcinoma"]  # generate.conditions: psoriasis
+    with pytest.raises(config.ConfigError, match=r"squamous_cell_carcinoma.*has no seeds"):
+        config.parse(raw_params)
+    raw_params["split"]["seed_conditions"] = "all"
+    config.parse(raw_params)
+    raw_params["split"]["seed_conditions"] = "some"
+    with pytest.raises(config.ConfigError, match="seed_conditions"):
+        config.parse(raw_params)
+
+
+def test_the_real_data_configuration_file_is_valid_and_becomes_dvc_arguments():
+    from .conftest import REPO
+
+    overrides = config.read_overrides(REPO / "configs" / "real-data.yaml")
+    assert overrides["dataset.root"] == "data"
+    args = config.set_arguments(overrides)
+    assert "-S dataset.root=data" in args
+    assert "-S train.standardize=false" in args
+
+
+def test_an_override_naming_a_missing_key_is_refused(tmp_path, monkeypatch):
+    from .conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train.epochz: 3\n")
+    with pytest.raises(config.ConfigError, match=r"train\.epochz: no such key"):
+        config.read_overrides(bad)
+    bad.write_text("features.crop: 999\n")  # valid key, but crop > resize
+    with pytest.raises(config.ConfigError, match="crop exceeds"):
+        config.read_overrides(bad)

@@ -22,7 +22,7 @@ import torch
 import yaml
 from PIL import Image
 
-from dermsynth import metadata
+from dermsynth import config, metadata
 from dermsynth.backbone import load_vgg16
 from dermsynth.lesions import render
 from dermsynth.skin import ITA_BANDS
@@ -49,17 +49,24 @@ def pick_rows() -> list[dict]:
     return chosen
 
 
+def real_configuration() -> dict:
+    """configs/real-data.yaml as written, but for the ImageNet weights (not downloadable here): a state_dict file."""
+    settings = config.read_overrides(REPO / "configs" / "real-data.yaml")
+    assert settings["features.weights"] == "imagenet"
+    return {**settings, "features.weights": "vgg16_weights.pt"}
+
+
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("real")
     project_copy(root)
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
     torch.save(load_vgg16("none", seed=1).state_dict(), root / "vgg16_weights.pt")
-    raw["dataset"].update(root="data", missing_images="drop")
+    raw = config.apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()), real_configuration())
+    # Only the study's size shrinks (none of these keys is in the real configuration): a few dozen images.
     raw["split"].update(seeds_per_group=1)
     raw["generate"].update(candidates=2, conditions=["psoriasis"])
     raw["curate"].update(keep=1)
-    raw["features"].update(resize=256, crop=224, views=1, batch_size=16, weights="vgg16_weights.pt")
+    raw["features"].update(views=1, batch_size=16)
     raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"])
     raw["dose"].update(levels=[1])
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -108,3 +115,17 @@ def test_real_configuration_runs_to_the_report(real_study: Path):
     assert info["crop"] == 224
     validation = (real_study / "reports/validation/report.md").read_text()
     assert "All expectations passed" in validation
+
+
+def test_real_configuration_is_applied_as_written(real_study: Path):
+    used = config.parse(yaml.safe_load((real_study / "params.yaml").read_text()))
+    for key, value in real_configuration().items():
+        section, name = key.split(".")
+        assert getattr(getattr(used, section), name) == value, key
+
+
+def test_a_real_dataset_with_weights_from_a_file_gets_no_simulation_header(real_study: Path):
+    report = (real_study / "reports/report.md").read_text()
+    assert report.startswith("# dermsynth study report")
+    assert "Simulated results" not in report
+    assert "## Net benefit" in report

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 STAGES = {
     "embedded": "generate the embedded (offline) dataset",
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--baseline", default=None, help="baseline JSON (default: reports/baseline.json)")
     gate.add_argument("--metrics", default=None, help="fresh metrics JSON (default: reports/metrics.json)")
     gate.add_argument("--update", action="store_true", help="write the fresh metrics as the new baseline")
+    overrides = sub.add_parser(
+        "overrides",
+        help="print a configuration file's settings as `dvc exp run -S` arguments",
+        description="Check a file of dotted params keys (e.g. configs/real-data.yaml) against params.yaml and print "
+        "it as `-S key=value` arguments: dvc exp run $(dermsynth overrides configs/real-data.yaml).",
+    )
+    overrides.add_argument("file", help="YAML mapping of dotted keys, e.g. configs/real-data.yaml")
     return parser
 
 
@@ -115,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     from dermsynth.errors import DermsynthError
 
     try:
+        if args.command == "overrides":
+            print(" ".join(config.set_arguments(config.read_overrides(Path(args.file)))))
+            return 0
         params = config.load()
         module = importlib.import_module(f"dermsynth.{MODULES.get(args.command, args.command)}")
         if args.command == "train":

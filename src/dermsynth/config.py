@@ -300,6 +300,36 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return yaml.safe_load(fh) or {}
 
 
+def read_overrides(path: Path) -> dict[str, Any]:
+    """A flat mapping of dotted params keys (e.g. configs/real-data.yaml), each checked against params.yaml."""
+    overrides = read_yaml(path)
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) and "." in k for k in overrides):
+        raise ConfigError(f"{path}: expected a mapping of dotted keys such as `dataset.root: data`")
+    parse(apply_overrides(read_yaml(paths.root() / "params.yaml"), overrides))  # fails naming a bad key or value
+    return overrides
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (a params.yaml mapping) with every dotted key set, as `dvc exp run -S key=value` would."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"{dotted}: {key!r} is not a section of params.yaml")
+            node = node[key]
+        if leaf not in node:
+            raise ConfigError(f"{dotted}: no such key in params.yaml")
+        node[leaf] = value
+    return out
+
+
+def set_arguments(overrides: dict[str, Any]) -> list[str]:
+    """The overrides as `dvc exp run` arguments: -S key=value, values in YAML/JSON flow form."""
+    return [f"-S {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+
+
 @functools.cache
 def load(path: Path | None = None) -> Params:
     """The study parameters, read once per process."""
