@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.store = tracking.tracking_uri()
     try:
+        runs, experiments = latest_runs(args.store, args.condition, args.direction, args.arms)  # inputs first
         chromium = find_chromium()
-        runs, experiments = latest_runs(args.store, args.condition, args.direction, args.arms)
         if args.store.startswith(("http://", "https://")):
             url = compare_url(args.store.rstrip("/"), runs, experiments)
             dom = screenshot(chromium, url, args.out, args.budget_ms)

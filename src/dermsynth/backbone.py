@@ -66,7 +66,7 @@ class Fc6Extractor(nn.Module):
 
 
 class Head(nn.Module):
-    """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of PROTOCOL.md.
+    """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of docs/protocol.md.
 
     In train() mode both frozen dropouts are active exactly as in Groh et al.'s network;
     fc7's parameters do not require gradients. `standardize` adds a frozen per-dimension

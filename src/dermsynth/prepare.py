@@ -1,6 +1,6 @@
 """Stage `prepare`: load the metadata, choose the study's conditions, drop FST -1 rows (counted).
 
-Conditions are either the explicit list of PROTOCOL.md (`prepare.selection: explicit`) or
+Conditions are either the explicit list of docs/protocol.md (`prepare.selection: explicit`) or
 chosen automatically (`auto`): all labels ranked by the smaller of their image counts at the
 two FST extremes (I-II and V-VI), the study's first selection criterion; the top
 `prepare.auto_count` are kept. The choice and its reason go to build/prepared/conditions.json,

@@ -1,4 +1,4 @@
-"""Fixed facts of the study (PROTOCOL.md): conditions, skin-type groups, directions, arms.
+"""Fixed facts of the study (docs/protocol.md): conditions, skin-type groups, directions, arms.
 
 These are definitions, not tunable parameters: changing them changes the study, so they
 live in code and tests pin them. Everything tunable lives in params.yaml.
@@ -89,7 +89,7 @@ DIRECTIONS: dict[str, Direction] = {
 
 ARMS: tuple[str, ...] = ("fitz_only", "seed", "synthetic_and_seed")
 
-# Seed groups: seeds are drawn from the two extreme groups only (PROTOCOL.md).
+# Seed groups: seeds are drawn from the two extreme groups only (docs/protocol.md).
 SEED_GROUPS: tuple[str, ...] = ("I-II", "V-VI")
 
 SKIN_WORDS: dict[str, str] = {"I-II": "light-skinned", "III-IV": "medium-skinned", "V-VI": "dark-skinned"}

@@ -1,6 +1,6 @@
 """Stages `train` and `dose`: train one classifier head on cached features, evaluate it, log it.
 
-Head, optimiser, sampler and schedule follow PROTOCOL.md (Groh et al.): Adam, StepLR(7, 0.1),
+Head, optimiser, sampler and schedule follow docs/protocol.md (Groh et al.): Adam, StepLR(7, 0.1),
 NLLLoss, a class-balanced WeightedRandomSampler drawing len(train) samples per epoch, with
 the frozen fc6/fc7 dropout active. Unlike the reference script, the epoch is chosen on the
 validation split (the test sets are only predicted, once, at the end), accuracy compares
