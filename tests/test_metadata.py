@@ -41,7 +41,7 @@ def test_report_without_any_image(workdir, params, hand_counts):
     assert numbers["counts"]["total"]["total"] == 2707
     assert numbers["counts"]["total"]["FST -1 dropped"] == 128
     report = (paths.METADATA_REPORTS / "report.md").read_text()
-    assert "neutrophilic dermatoses at FST V-VI differs by one image (this CSV has 46 rows there)" in report
+    assert "differs by one image. Here it is 46 (46 rows at FST V-VI minus 0 seeds" in report  # no ND seeds here
     assert numbers["fst_unknown_dropped"] == sum(hand_counts[(label, -1)] for label in LABELS) == 128
     assert numbers["labels_in_metadata"] == 114
     assert numbers["urls"]["rows_without_url"] == 41
@@ -118,10 +118,11 @@ PAPER_TEST_SIZES = {
 
 def test_test_sizes_per_condition_follow_the_papers_seed_design():
     committed = config.parse(config.read_yaml(REPO / "params.yaml"))
-    numbers, _ = metadata.feasibility(prepare.read_metadata(CSV), committed)
+    numbers, text = metadata.feasibility(prepare.read_metadata(CSV), committed)
     sizes = {(r["direction"], r["condition"]): r for r in numbers["split_sizes"]}
     for (direction, group), expected in PAPER_TEST_SIZES.items():
         assert {c: sizes[(direction, c)][f"test {group}"] for c in expected} == expected
+    assert "differs by one image. Here it is 38 (46 rows at FST V-VI minus 8 seeds" in text
 
 
 def test_seeds_for_every_condition_stay_available_as_a_parameter(hand_counts):

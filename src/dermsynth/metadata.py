@@ -48,11 +48,13 @@ def install_metadata(dest: Path) -> Path:
 
 FST_COLUMNS = ["1", "2", "3", "4", "5", "6"]
 
-# The one cell where the shipped CSV (July 2022 revision) and the paper's Table 2 disagree.
+# The one place where the shipped CSV (July 2022 revision) and the paper's tables disagree.
 PAPER_DIFFERENCE = (
-    "The counts above equal the paper's Table 2 in every cell but one: neutrophilic dermatoses at FST V-VI "
-    "differs by one image (this CSV has {n} rows there), most likely a row whose label or skin type changed "
-    "between the CSV revision the paper used and the July 2022 revision shipped here (docs/deviations.md)."
+    "These counts equal the paper's Table 1 in all 42 cells (7 conditions x FST 1-6), and the test-set sizes "
+    "below equal its Table 2 in every cell but one: neutrophilic dermatoses tested at FST V-VI (light_to_dark) "
+    "differs by one image. Here it is {n} (46 rows at FST V-VI minus {seeds} seeds; 38 with the paper's 8); "
+    "the paper's figure is one off, most likely a row whose label or skin type changed between the CSV "
+    "revision the paper used and the July 2022 revision shipped here (docs/deviations.md)."
 )
 
 
@@ -96,7 +98,7 @@ def seed_scope(params: Params) -> str:
     return "augmented condition (marked *, `generate.conditions`)"
 
 
-def paper_note(counts: pd.DataFrame) -> list[str]:
+def paper_note(counts: pd.DataFrame, sizes: pd.DataFrame) -> list[str]:
     """The known one-image difference from the paper, said only when the table is the real CSV's."""
     label = "neutrophilic dermatoses"
     if label not in counts.index or counts.loc[label, "5"] + counts.loc[label, "6"] != 46:
@@ -104,7 +106,11 @@ def paper_note(counts: pd.DataFrame) -> list[str]:
     real = {k: v for k, v in REAL_COUNTS.items() if k in counts.index}
     if any(tuple(counts.loc[k, FST_COLUMNS]) != v[1:] for k, v in real.items()):
         return []
-    return [PAPER_DIFFERENCE.format(n=46), ""]
+    tested = sizes[(sizes["direction"] == "light_to_dark") & sizes["condition"].str.startswith(label)]
+    return [
+        PAPER_DIFFERENCE.format(n=int(tested["test V-VI"].iloc[0]), seeds=46 - int(tested["test V-VI"].iloc[0])),
+        "",
+    ]
 
 
 def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
@@ -154,12 +160,12 @@ def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
             "",
             counts.reset_index().rename(columns={"index": "label"}).to_markdown(index=False),
             "",
-            *paper_note(counts),
+            *paper_note(counts, sizes),
             "## Split sizes if every image is present",
             "",
             f"Seeds: {params.split.seeds_per_group} per extreme group (I-II, V-VI) of each "
             f"{seed_scope(params)}, removed from the test sets; the other conditions keep every test image. "
-            f"validation: {params.split.val_fraction:.0%} of the training group.",
+            f"Validation: {params.split.val_fraction:.0%} of the training group.",
             "",
             sizes.to_markdown(index=False),
             "",
