@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dermsynth import config
+from dermsynth.study import ARMS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "fitzpatrick17k.csv"
@@ -26,7 +27,9 @@ def shrink(raw: dict) -> dict:
     raw["generate"].update(candidates=3, conditions=["psoriasis"])
     raw["curate"].update(keep=2)
     raw["features"].update(resize=36, crop=32, views=2, batch_size=32)
-    raw["train"].update(epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"])
+    raw["train"].update(
+        epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=list(ARMS[:3])
+    )  # tone_control needs two seeded conditions; tests/test_train.py covers it
     raw["dose"].update(levels=[2])
     return raw
 

@@ -26,7 +26,7 @@ from dermsynth import config, metadata
 from dermsynth.backbone import load_vgg16
 from dermsynth.lesions import render
 from dermsynth.skin import ITA_BANDS
-from dermsynth.study import LABELS
+from dermsynth.study import ARMS, LABELS
 
 from .conftest import REPO, project_copy, run_ok
 
@@ -67,7 +67,7 @@ def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw["generate"].update(candidates=2, conditions=["psoriasis"])
     raw["curate"].update(keep=1)
     raw["features"].update(views=1, batch_size=16)
-    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"])
+    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=list(ARMS[:3]))
     raw["dose"].update(levels=[1])
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"

@@ -43,3 +43,34 @@ def test_a_dose_beyond_the_curated_pool_is_refused():
     splits, curated = tables(per_seed=4)
     with pytest.raises(DermsynthError, match="dose 128 exceeds the 64 curated images"):
         training_set(splits, curated, "light_to_dark", "psoriasis", "synthetic_and_seed", 128)
+
+
+def control_splits() -> pd.DataFrame:
+    """8 seeds each of psoriasis, SCC and ND (opposite group), plus a training image of each."""
+    labels = ["psoriasis", "squamous cell carcinoma", "neutrophilic dermatoses"]
+    rows = [{"md5hash": f"t-{c}", "label": c, "role": "train", "direction": "light_to_dark"} for c in labels]
+    rows += [
+        {"md5hash": f"{c[:3]}{i}", "label": c, "role": "seed", "direction": "light_to_dark"}
+        for c in labels
+        for i in range(8)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_tone_control_adds_other_conditions_seeds_relabelled_as_the_condition():
+    splits = control_splits()
+    train = training_set(splits, pd.DataFrame(), "light_to_dark", "psoriasis", "tone_control", None)
+    added = train[~train["key"].str.startswith("t-")]
+    assert len(added) == 8  # as many as the seed arm adds
+    assert set(added["label"]) == {"psoriasis"}  # relabelled as the augmented condition
+    assert not added["key"].str.startswith("pso").any()  # but none is a psoriasis image
+    assert added["key"].str[:3].value_counts().to_dict() == {"neu": 4, "squ": 4}  # even over the other conditions
+    again = training_set(splits, pd.DataFrame(), "light_to_dark", "psoriasis", "tone_control", None)
+    assert again.equals(train)
+
+
+def test_tone_control_without_other_seeded_conditions_is_a_clear_error():
+    splits = control_splits()
+    splits = splits[(splits["role"] != "seed") | (splits["label"] == "psoriasis")]
+    with pytest.raises(DermsynthError, match="at least two seeded conditions"):
+        training_set(splits, pd.DataFrame(), "light_to_dark", "psoriasis", "tone_control", None)

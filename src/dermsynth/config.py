@@ -254,6 +254,9 @@ class Params:
                 for c in self.train.conditions
                 if c not in seeded
             ]
+        seeded = self.prepare.conditions if self.split.seed_conditions == "all" else self.generate.conditions
+        if "tone_control" in self.train.arms and len(seeded) < 2:
+            problems.append("train.arms: tone_control needs seeds of at least two conditions (generate.conditions)")
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
         if self.dataset.missing_images not in ("error", "drop"):

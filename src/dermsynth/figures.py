@@ -30,24 +30,38 @@ def chance_line(ax: object, chance: float) -> None:
     ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"chance (1/{round(1 / chance)})")  # type: ignore[attr-defined]
 
 
+ARMS_ROWS = (  # (value column, interval columns, y label): the gain on top, its cost over the whole group below
+    ("acc", ("wilson_low", "wilson_high"), "condition accuracy\n(95% Wilson CI)"),
+    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n(95% bootstrap CI)"),
+)
+
+
 def arms_figure(arms: pd.DataFrame, chance: float) -> None:
+    """Per direction and test group: the arms' accuracy on the augmented condition; the group's balanced accuracy."""
     plt = pyplot()
     panels = [(d, g) for d in DIRECTIONS for g in DIRECTIONS[d].test_groups if d in set(arms["direction"])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
-    for ax, (direction, group) in zip(axes[0], panels, strict=True):
-        block = arms[(arms["direction"] == direction) & (arms["group"] == group)]
-        conditions = list(dict.fromkeys(block["condition"]))
-        for i, arm in enumerate(ARMS):
-            rows = block[block["arm"] == arm].set_index("condition").reindex(conditions)
-            x = [j + (i - 1) * 0.27 for j in range(len(conditions))]
-            err = [rows["acc"] - rows["wilson_low"], rows["wilson_high"] - rows["acc"]]
-            ax.bar(x, rows["acc"], width=0.27, yerr=err, capsize=3, label=arm)
-        ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
-        ax.set_title(f"{direction}: test {group}", fontsize=9)
-        ax.set_ylim(0, 1)
-        chance_line(ax, chance)
-    axes[0][0].set_ylabel("pooled accuracy (95% Wilson CI)")
-    fig.suptitle("Accuracy on the augmented condition, by arm and test FST group", fontsize=10)
+    present = [a for a in ARMS if a in set(arms["arm"])]
+    width = 0.8 / len(present)
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.6), sharey=True, squeeze=False)
+    for row, (value, (low, high), ylabel) in enumerate(ARMS_ROWS):
+        for ax, (direction, group) in zip(axes[row], panels, strict=True):
+            block = arms[(arms["direction"] == direction) & (arms["group"] == group)]
+            conditions = list(dict.fromkeys(block["condition"]))
+            for i, arm in enumerate(present):
+                cells = block[block["arm"] == arm].set_index("condition").reindex(conditions)
+                x = [j + (i - (len(present) - 1) / 2) * width for j in range(len(conditions))]
+                err = [cells[value] - cells[low], cells[high] - cells[value]]
+                ax.bar(x, cells[value], width=width, yerr=err, capsize=2, label=arm, color=f"C{ARMS.index(arm)}")
+            ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
+            ax.set_title(f"{direction}: test {group}", fontsize=9)
+            ax.set_ylim(0, 1)
+            chance_line(ax, chance)
+        axes[row][0].set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(
+        "Gain and cost by arm: accuracy on the augmented condition (top), balanced accuracy of the whole "
+        "test group (bottom)",
+        fontsize=10,
+    )
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     paths.FIGURES.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,22 @@ def simulation_header(params: Params, info: dict) -> list[str]:
     ]
 
 
+def arms_legend(present: set[str]) -> list[str]:
+    """What each arm adds to the real images of the training group (the last one is a control, not the paper's)."""
+    lines = [
+        "`fitz_only`: the real images of the training group. `seed`: plus the 8 seed images of the augmented "
+        "condition from the opposite skin-tone group. `synthetic_and_seed`: plus the synthetic images made from them."
+    ]
+    if "tone_control" in present:
+        lines.append(
+            "`tone_control` (a control for collapse, not in the paper): plus as many images as `seed` adds, from the "
+            "same skin-tone group and labelled as the augmented condition, but showing the *other* augmented "
+            "conditions. What it gains on the condition, skin tone alone explains: a `seed` gain no larger than "
+            "`tone_control`'s is not evidence that the model learned the disease."
+        )
+    return [" ".join(lines), ""]
+
+
 def missing_images_section(summary: dict) -> list[str]:
     """Rows left out for lack of an image file (real dataset), so that no loss goes unreported."""
     if "missing_images_dropped" not in summary:
@@ -139,6 +155,7 @@ def render(params: Params) -> str:
         "",
         "## Arms: accuracy on the augmented condition",
         "",
+        *arms_legend(set(arms["arm"])),
         arms_table(arms),
         "",
         "![arms](figures/arms.png)",

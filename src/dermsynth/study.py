@@ -87,7 +87,10 @@ DIRECTIONS: dict[str, Direction] = {
     "dark_to_light": Direction("dark_to_light", "V-VI", ("I-II", "III-IV"), "I-II"),
 }
 
-ARMS: tuple[str, ...] = ("fitz_only", "seed", "synthetic_and_seed")
+# tone_control: a control for collapse, not in the paper. It adds as many images as `seed` does, of the same
+# skin-tone group, labelled as the augmented condition, but they are seeds of the *other* augmented conditions:
+# whatever it gains on the condition, skin tone alone explains (docs/protocol.md).
+ARMS: tuple[str, ...] = ("fitz_only", "seed", "synthetic_and_seed", "tone_control")
 
 # Seed groups: seeds are drawn from the two extreme groups only (docs/protocol.md).
 SEED_GROUPS: tuple[str, ...] = ("I-II", "V-VI")

@@ -70,6 +70,8 @@ def training_set(
     if arm in ("seed", "synthetic_and_seed"):
         seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
         parts.append(seeds[["md5hash", "label"]].rename(columns={"md5hash": "key"}))
+    if arm == "tone_control":
+        parts.append(tone_control_images(rows, label))
     if arm == "synthetic_and_seed":
         synth = curated[(curated["label"] == label) & (curated["seed_group"] == DIRECTIONS[direction].seed_group)]
         synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
@@ -79,6 +81,24 @@ def training_set(
             synth = synth.head(dose)
         parts.append(synth[["file", "label"]].rename(columns={"file": "key"}))
     return pd.concat(parts, ignore_index=True)
+
+
+def tone_control_images(rows: pd.DataFrame, label: str) -> pd.DataFrame:
+    """As many seeds as ``label`` has, taken from the other conditions' seeds (same group), relabelled ``label``.
+
+    Round-robin over the other conditions by seed index, so the control mixes them evenly; deterministic.
+    """
+    seeds = rows[rows["role"] == "seed"]
+    wanted = int((seeds["label"] == label).sum())
+    others = seeds[seeds["label"] != label].sort_values(["label", "md5hash"])
+    others = others.assign(order=others.groupby("label").cumcount())
+    if len(others) < wanted or wanted == 0:
+        raise DermsynthError(
+            f"tone_control for {label!r} needs {wanted or 'its'} seeds of other conditions, found {len(others)}: "
+            "it needs at least two seeded conditions (generate.conditions, or split.seed_conditions: all)"
+        )
+    chosen = others.sort_values(["order", "label", "md5hash"]).head(wanted)
+    return pd.DataFrame({"key": chosen["md5hash"].to_numpy(), "label": label})
 
 
 def fit(
