@@ -149,7 +149,7 @@ def central_table(tests: pd.DataFrame) -> str:
                 )
             ],
             "bootstrap p": tests["bal_acc_p"].map(fmt_p),
-            "Holm p ": tests["bal_acc_p_holm"].map(fmt_p),
+            "Holm p (bootstrap)": tests["bal_acc_p_holm"].map(fmt_p),
         }
     )
     return shown.to_markdown(index=False)
