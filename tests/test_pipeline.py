@@ -131,6 +131,88 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     assert grid.data.metrics[key] == pytest.approx(p["p_holm"])
 
 
+def store_contents(db: Path) -> dict[str, dict]:
+    """Every run of a store by (fingerprint): its name, tags (less the git commit and ids), params and metrics."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("dermsynth")
+    runs = client.search_runs([experiment.experiment_id], max_results=10000)
+    parent_fp = {r.info.run_id: r.data.tags.get("fingerprint") for r in runs}
+    volatile = {"mlflow.parentRunId", "git_commit", "mlflow.runName", "mlflow.user", "mlflow.source.name"}
+    return {
+        r.data.tags["fingerprint"]: {
+            "name": r.info.run_name,
+            "parent": parent_fp.get(r.data.tags.get("mlflow.parentRunId")),
+            "tags": {k: v for k, v in r.data.tags.items() if k not in volatile and not k.startswith("mlflow.source")},
+            "params": r.data.params,
+            "metrics": r.data.metrics,
+        }
+        for r in runs
+    }
+
+
+def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
+    db = study / "mlflow.db"
+    before = store_contents(db)
+    assert len(before) == 1 + 4 + 4 * 2  # the grid, 3 arms + 1 dose level, 2 repeats each
+    for _ in range(2):
+        out = run_ok([sys.executable, "-m", "dermsynth", "track"], study)
+        assert "0 configuration runs added, 4 already there" in out
+    assert store_contents(db) == before
+    db.rename(study / "old.db")
+    (study / "mlruns").rename(study / "old-mlruns")
+    run_ok([sys.executable, "-m", "dermsynth", "track"], study)
+    assert store_contents(db) == before
+    on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-seed.json").read_text())
+    seed = next(v for v in before.values() if v["name"] == "light_to_dark-psoriasis-seed")
+    assert seed["metrics"] == pytest.approx(on_disk, nan_ok=True)
+    assert seed["params"]["train.lr"] == "0.001"  # the whole params.yaml, flattened
+    assert seed["params"]["curate.keep"] == "2"
+
+
+def test_a_fresh_copy_restored_from_the_run_cache_tracks_every_configuration(study: Path, tmp_path: Path):
+    (tmp_path / "copy").mkdir()
+    copy = project_copy(tmp_path / "copy")
+    (copy / "params.yaml").write_text((study / "params.yaml").read_text())
+    dvc("init", "--no-scm", "-q", cwd=copy)
+    dvc("cache", "dir", str(study / ".dvc" / "cache"), cwd=copy)
+    env = tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{copy / 'mlflow.db'}")
+    out = run_ok(["dvc", "repro"], copy, env)
+    assert "Stage 'train@light_to_dark-psoriasis-seed' is cached - skipping run" in out
+    runs = store_contents(copy / "mlflow.db")
+    grid = next(fp for fp, run in runs.items() if run["tags"].get("grid") == "study")
+    configurations = {run["name"] for run in runs.values() if run["parent"] == grid}
+    assert configurations == {
+        f"light_to_dark-psoriasis-{a}" for a in ("fitz_only", "seed", "synthetic_and_seed", "dose2")
+    }
+
+
+def test_the_experiment_opens_on_its_training_runs(study: Path):
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}").get_experiment_by_name("dermsynth")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_dvc_shows_a_short_summary_and_renders_every_declared_plot(study: Path):
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=study))
+    metrics = next(iter(shown.values()))["data"]
+    assert set(metrics) == {"reports/summary.json", "reports/validation/report.json"}
+    flat = [k for block in metrics["reports/summary.json"]["data"].values() for k in block]
+    assert len(flat) <= 50
+    plots = json.loads(dvc("plots", "show", "--json", cwd=study))
+    assert "errors" not in plots, plots.get("errors")
+    names = set(plots["data"])
+    assert {
+        "Dose-response (accuracy on the augmented condition)",
+        "Arms (accuracy on the augmented condition)",
+    } <= names
+    assert any(n.startswith("reports/epochs/") for n in names)
+    dose = plots["data"]["Dose-response (accuracy on the augmented condition)"][0]["content"]["data"]["values"]
+    assert {point["series"] for point in dose} == {"psoriasis III-IV", "psoriasis V-VI"}
+
+
 def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(study: Path):
     again = dvc("repro", cwd=study)
     assert "Running stage" not in again
@@ -140,7 +222,7 @@ def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(st
     (study / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = dvc("status", "--json", cwd=study)
     changed = set(json.loads(status))
-    assert changed == {"dose@psoriasis-1", "evaluate"}
+    assert changed == {"dose@psoriasis-1", "evaluate", "track"}
 
 
 def test_gate_accepts_its_own_baseline_and_rejects_a_regression(study: Path):

@@ -78,7 +78,8 @@ def test_queued_experiments_run_in_parallel_and_log_into_the_repository_store(tm
     params = {name: shown[name]["params"]["params.yaml"]["data"]["train"] for name in LRS}
     assert {name: p["lr"] for name, p in params.items()} == LRS
     assert all(p["repeats"] == REPEATS for p in params.values())
-    assert all("arms" in shown[name]["metrics"]["reports/metrics.json"]["data"] for name in LRS)
+    summaries = {name: shown[name]["metrics"]["reports/summary.json"]["data"] for name in LRS}
+    assert all("light_to_dark/psoriasis" in summary for summary in summaries.values())
 
     assert not list((root / ".dvc").rglob("mlflow.db")), "a store was written inside .dvc/tmp/exps"
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -92,6 +93,12 @@ def test_queued_experiments_run_in_parallel_and_log_into_the_repository_store(tm
     }
     assert per_lr[lrs[0]] == per_lr[lrs[1]]  # the same grid for both experiments
     assert "light_to_dark-psoriasis-fitz_only" in per_lr[lrs[0]]
+    grids = client.search_runs([experiment.experiment_id], "tags.grid = 'study'")
+    assert len(grids) == 2
+    for grid in grids:  # each grid run holds exactly its own experiment's configuration runs
+        children = [r for r in configurations if r.data.tags.get("mlflow.parentRunId") == grid.info.run_id]
+        assert sorted(r.info.run_name for r in children) == per_lr[lrs[0]]
+        assert {r.data.params["train.lr"] for r in children} == {grid.data.params["train.lr"]}
     artifacts = Path(experiment.artifact_location.removeprefix("file://"))
     assert artifacts.resolve() == (root / "mlruns").resolve()
     assert artifacts.is_dir()

@@ -21,6 +21,7 @@ STAGES = {
     "metadata": "feasibility report from the metadata CSV alone (no image needed)",
     "evaluate": "study tables (arms, dose-response, spillover) from every run",
     "report": "Markdown tables and figures under reports/",
+    "track": "MLflow runs (grid, configurations, repeats) from the outputs; adds only what is missing",
 }
 
 

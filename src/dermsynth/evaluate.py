@@ -16,30 +16,11 @@ import math
 
 import pandas as pd
 
-from dermsynth import compare, grid, io, paths
+from dermsynth import compare, io, paths
 from dermsynth.config import Params
-from dermsynth.paths import run_name
+from dermsynth.grid import arm_of, planned_runs
 from dermsynth.prepare import load_conditions
 from dermsynth.study import DIRECTIONS, slug
-
-
-def planned_runs(params: Params) -> list[dict]:
-    """Every run of the study as (name, direction, condition, arm, dose); doses add synthetic images."""
-    runs = [
-        {"direction": d, "condition": c, "arm": a, "dose": None}
-        for d in params.train.directions
-        for c in params.train.conditions
-        for a in params.train.arms
-    ]
-    runs += [
-        {"direction": params.dose.direction, "condition": c, "arm": "synthetic_and_seed", "dose": n}
-        for c in params.train.conditions
-        for n in params.dose.levels
-    ]
-    for run in runs:
-        run["name"] = run_name(run["direction"], run["condition"], run["arm"], run["dose"])
-    return runs
-
 
 CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "repeats")
 # Net benefit over the whole test group: (column in the tables, key under test/<group>/ in the run's metrics).
@@ -70,10 +51,6 @@ def with_changes(rows: list[dict]) -> list[dict]:
         collapse = changes["d_acc"] > 0 and changes["d_bal_acc"] < 0  # False when either is NaN
         out.append({**row, **changes, "collapse": bool(collapse)})
     return out
-
-
-def arm_of(run: dict) -> str:
-    return run["arm"] if run["dose"] is None else f"dose{run['dose']}"
 
 
 def study_rows(params: Params) -> dict[str, list[dict]]:
@@ -155,6 +132,44 @@ def with_paired_tests(arms: list[dict], tests: pd.DataFrame) -> list[dict]:
     return out
 
 
+def with_plot_labels(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The label column each DVC plot of the table draws by: `cell` (a bar) or `series` (a line), see dvc.yaml."""
+    if table == "dose":
+        return frame.assign(series=frame["condition"] + " " + frame["group"])
+    parts = (
+        ["direction", "condition", "group", "arm"] if table == "arms" else ["direction", "group", "condition", "arm"]
+    )
+    cell = frame[parts].astype(str).agg(" ".join, axis=1)
+    return frame.assign(cell=cell if table == "arms" else cell + ": " + frame["label"])
+
+
+def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) -> dict[str, dict[str, float]]:
+    """The study's headline numbers, the pipeline's DVC metric (`dvc exp show` stays readable).
+
+    Per direction and condition, at the far test group (the skin tones that training lacked): each arm's
+    change in condition accuracy and in the group's balanced accuracy against fitz_only, and the
+    Holm-adjusted p of synthetic_and_seed against seed; plus the count of cells flagged as collapse.
+    """
+    far = {d: DIRECTIONS[d].seed_group for d in params.train.directions}
+    cells = {(r["direction"], r["condition"], r["arm"]): r for r in rows["arms"] if r["group"] == far[r["direction"]]}
+    central_p = {
+        (r["direction"], r["condition"]): r["p_holm"]
+        for r in central.to_dict("records")
+        if r["group"] == far[r["direction"]]
+    }
+    out: dict[str, dict[str, float]] = {}
+    for (direction, condition, arm), cell in sorted(cells.items()):
+        if arm == "fitz_only":
+            continue
+        block = out.setdefault(f"{direction}/{condition}", {})
+        block[f"{arm}/d_acc"] = _plain(cell["d_acc"])
+        block[f"{arm}/d_bal_acc"] = _plain(cell["d_bal_acc"])
+    for (direction, condition), p in sorted(central_p.items()):
+        out.setdefault(f"{direction}/{condition}", {})["synthetic_vs_seed/p_holm"] = _plain(p)
+    out["study"] = {"collapse_flags": float(sum(r["collapse"] for r in rows["arms"] + rows["dose"]))}
+    return out
+
+
 def main(params: Params) -> None:
     rows = study_rows(params)
     tests = compare.paired_tests(params)
@@ -164,12 +179,12 @@ def main(params: Params) -> None:
     fairness = compare.fairness_table(runs)
     io.write_json(paths.STUDY_METRICS, keyed(rows))
     for name, items in rows.items():
-        io.write_csv(paths.PLOTS / f"{name}.csv", pd.DataFrame(items))
+        io.write_csv(paths.PLOTS / f"{name}.csv", with_plot_labels(name, pd.DataFrame(items)))
     central = compare.synthetic_vs_seed(params)
     tables = {"paired_tests": tests, "synthetic_vs_seed": central, "dose_trend": trends, "fairness": fairness}
     for name, table in tables.items():
         io.write_csv(paths.TABLES / f"{name}.csv", table)
-    grid.log(params, {**{k: pd.DataFrame(v) for k, v in rows.items()}, **tables}, runs)
+    io.write_json(paths.SUMMARY, summary(rows, central, params))
     print(
         f"evaluate: {len(rows['arms'])} arm cells, {len(rows['dose'])} dose cells, "
         f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests against fitz_only, "

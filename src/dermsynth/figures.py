@@ -7,8 +7,10 @@ reason: see the net-benefit table of the report).
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 
 from dermsynth import paths
@@ -90,4 +92,24 @@ def dose_figure(dose: pd.DataFrame, chance: float) -> None:
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)
+    plt.close(fig)
+
+
+def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) -> None:
+    """The test confusion matrix of one repeat, with counts in the cells (an MLflow artifact per configuration)."""
+    plt = pyplot()
+    test = predictions[predictions["split"] == "test"]
+    matrix = pd.crosstab(pd.Categorical(test["label"], classes), pd.Categorical(test["pred"], classes), dropna=False)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix.values, cmap="Blues")
+    short = [c[:14] for c in classes]
+    ax.set_xticks(range(len(classes)), short, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), short, fontsize=7)
+    for (i, j), v in np.ndenumerate(matrix.values):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

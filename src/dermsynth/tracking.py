@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 EXPERIMENT = "dermsynth"
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model training runs
+# (values from the UI's ExperimentKind: custom_model_development opens the runs table).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri() -> str:
@@ -55,14 +58,21 @@ def setup(experiment: str = EXPERIMENT) -> str:
     mlflow.set_tracking_uri(uri)
     with store_lock(uri):
         found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        local = uri.startswith("sqlite:///")
-        artifacts = (tracking_root() / "mlruns").resolve().as_uri() if local else None
-        try:
-            return mlflow.create_experiment(experiment, artifact_location=artifacts)
-        except Exception:  # another process (e.g. on a server) created it between the lookup and the create
-            return mlflow.get_experiment_by_name(experiment).experiment_id
+        if found is None:
+            local = uri.startswith("sqlite:///")
+            artifacts = (tracking_root() / "mlruns").resolve().as_uri() if local else None
+            try:
+                experiment_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
+            except mlflow.exceptions.MlflowException:  # another process (e.g. a server's client) created it first
+                found = mlflow.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        else:
+            experiment_id = found.experiment_id
+        if (found.tags if found else {}).get(KIND_TAG) != KIND:
+            mlflow.MlflowClient().set_experiment_tag(experiment_id, KIND_TAG, KIND)
+        return experiment_id
 
 
 def git_commit(cwd: Path | None = None) -> str:

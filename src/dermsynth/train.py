@@ -1,17 +1,21 @@
-"""Stages `train` and `dose`: train one classifier head on cached features, evaluate it, log it.
+"""Stages `train` and `dose`: train one classifier head on cached features and predict with it.
 
 Head, optimiser, sampler and schedule follow docs/protocol.md (Groh et al.): Adam, StepLR(7, 0.1),
 NLLLoss, a class-balanced WeightedRandomSampler drawing len(train) samples per epoch, with
 the frozen fc6/fc7 dropout active. Unlike the reference script, the epoch is chosen on the
 validation split (the test sets are only predicted, once, at the end), accuracy compares
 like shapes, and the best epoch is tracked from the first.
+
+The stage writes files only: the heads, every repeat's predictions and per-epoch history
+(models/<run>/), the pooled metrics (reports/runs/<run>.json) and the mean learning curves
+(reports/epochs/<run>.csv, a DVC plot). MLflow is filled from these files by the `track`
+stage, so what it shows never depends on which stages DVC ran or restored from its cache.
 """
 
 from __future__ import annotations
 
 import copy
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from dermsynth import io, paths, tracking
+from dermsynth import io, paths
 from dermsynth.backbone import Head
 from dermsynth.config import Params, Train
 from dermsynth.errors import DermsynthError
@@ -158,82 +162,6 @@ def predict(model: Head, feats: Features, rows: pd.DataFrame, classes: list[str]
     return out.reset_index(drop=True)
 
 
-def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    test = predictions[predictions["split"] == "test"]
-    matrix = pd.crosstab(pd.Categorical(test["label"], classes), pd.Categorical(test["pred"], classes), dropna=False)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(matrix.values, cmap="Blues")
-    short = [c[:14] for c in classes]
-    ax.set_xticks(range(len(classes)), short, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(classes)), short, fontsize=7)
-    for (i, j), v in np.ndenumerate(matrix.values):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("test confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def log_configuration(
-    name: str,
-    tags: dict[str, str],
-    run_params: dict,
-    metrics: dict,
-    repeats: list[tuple[pd.DataFrame, list[dict]]],
-    z: float,
-    artifacts: list[Path],
-) -> dict:
-    """One MLflow run per configuration (tag repeat=all, pooled metrics) with a nested run per repeat.
-
-    The `evaluate` stage later hangs every configuration run under one parent run per grid.
-    """
-    import mlflow
-
-    experiment = tracking.setup()
-    config_tags = {**tags, "configuration": name, "repeat": "all"}
-    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=config_tags) as parent:
-        mlflow.log_params(run_params)
-        mlflow.log_metrics(metrics)
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-        children = []
-        for r, (predictions, history) in enumerate(repeats):
-            child_tags = {**config_tags, "repeat": str(r), "train_seed": str(run_params["train.seed"] + r)}
-            with mlflow.start_run(
-                experiment_id=experiment, run_name=f"{name}-r{r}", tags=child_tags, nested=True
-            ) as run:
-                for h in history:
-                    mlflow.log_metrics({f"epoch/{k}": v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
-                mlflow.log_metrics({**run_metrics(predictions, z), **fairness(predictions)})
-                children.append(run.info.run_id)
-        return {"run_id": parent.info.run_id, "repeats": children}
-
-
-def run_tags(
-    params: Params, info: dict, direction: str, condition: str, arm: str, n_synthetic: int, stage: str
-) -> dict[str, str]:
-    """MLflow tags that make runs filterable; `dose` is the number of synthetic images trained on."""
-    return {
-        "direction": direction,
-        "condition": condition,
-        "arm": arm,
-        "dose": str(n_synthetic),
-        "dataset": params.dataset.root,
-        "generator": params.generate.generator,
-        "model": params.generate.model_name(),
-        "backbone": f"{info['backbone']}:{info['weights']}",
-        "git_commit": tracking.git_commit(),
-        "stage": stage,
-    }
-
-
 @dataclass
 class RunData:
     """What one configuration trains and validates on; the test sets are not in it."""
@@ -283,6 +211,12 @@ def train_once(data: RunData, cfg: Train, precision: str, seed: int) -> tuple[He
     return fit(model, data.x_views, data.y, data.x_val, data.y_val, cfg, gen)
 
 
+def mean_curve(histories: list[list[dict]]) -> pd.DataFrame:
+    """Per epoch, the mean over repeats of the training loss and the validation loss and accuracy."""
+    frame = pd.concat([pd.DataFrame(h) for h in histories], ignore_index=True)
+    return frame.groupby("epoch", as_index=False).mean().round(6)
+
+
 def best_epoch(history: list[dict]) -> dict:
     return max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
 
@@ -308,18 +242,10 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     io.write_csv(out / "predictions.csv", predictions)
     io.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
     n_synthetic = int((~data.train["key"].isin(set(splits["md5hash"]))).sum())
-    info = io.read_json(paths.FEATURES / "info.json")
-    tags = run_tags(params, info, direction, condition, arm, n_synthetic, "train" if dose is None else "dose")
-    logged = {
-        **{f"train.{k}": v for k, v in asdict(cfg).items() if not isinstance(v, list)},
-        **{f"features.{k}": info[k] for k in ("views", "weights", "precision")},
-        "n_train": len(data.train),
-        "n_synthetic": n_synthetic,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        figure = Path(tmp) / "confusion_matrix.png"
-        confusion_figure(predictions[predictions["repeat"] == 0], data.classes, figure)
-        log_configuration(name, tags, logged, metrics, repeats, params.evaluate.z, [figure, out / "predictions.csv"])
+    histories = [history for _, history in repeats]
+    training = {"n_train": len(data.train), "n_synthetic": n_synthetic, "histories": histories}
+    io.write_json(out / paths.TRAINING_NAME, training)
+    io.write_csv(paths.EPOCHS / f"{name}.csv", mean_curve(histories))
     print(
         f"train {name}: n_train={len(data.train)} repeats={cfg.repeats} "
         f"best val acc {np.mean([best_epoch(h)['val_acc'] for _, h in repeats]):.3f} (mean); "

@@ -1,0 +1,247 @@
+"""Stage and command `track`: MLflow as a view of the pipeline's outputs, rebuilt from them alone.
+
+Logging used to be a side effect of training, so a stage that DVC skipped or restored from its
+run cache logged nothing and a re-run logged twice. `track` instead reads what the stages wrote
+(each configuration's metrics, predictions and per-epoch histories; the study's tables) and
+creates the MLflow runs that are missing, in three levels: one grid run, a run per configuration
+under it, and a run per repeat under that. Each run carries a fingerprint: a hash of its output
+files and of the whole resolved parameter set (and, for the grid, of its configurations and
+tables). A run whose fingerprint is already in the store is left alone, so running `track` again
+adds nothing, queued experiments with different parameters never share runs, and a deleted
+store is rebuilt from the files (`dermsynth track`, e.g. after `dvc pull` or `dvc exp apply`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from dermsynth import io, paths, tracking
+from dermsynth.config import Params, read_yaml
+from dermsynth.figures import confusion_figure
+from dermsynth.grid import planned_runs, test_metrics
+from dermsynth.metrics import fairness, run_metrics
+from dermsynth.prepare import load_conditions
+
+DONE = "complete"  # value of the `tracked` tag, set last: a run without it was cut short and is replaced
+TABLE_FILES = {
+    "arms": paths.PLOTS / "arms.csv",
+    "dose": paths.PLOTS / "dose.csv",
+    "spillover": paths.PLOTS / "spillover.csv",
+    "paired_tests": paths.TABLES / "paired_tests.csv",
+    "synthetic_vs_seed": paths.TABLES / "synthetic_vs_seed.csv",
+    "dose_trend": paths.TABLES / "dose_trend.csv",
+    "fairness": paths.TABLES / "fairness.csv",
+}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    """params.yaml as dotted keys with string values (lists and nulls as JSON), the form MLflow params take."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= flatten(value, f"{name}.")
+        else:
+            out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def digest(*parts: bytes) -> str:
+    """sha256 over length-prefixed parts (so that two different splits of the same bytes differ)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little") + part)
+    return h.hexdigest()[:32]
+
+
+def md5(path: Path) -> str:
+    """A file's md5, the hash DVC records for it in dvc.lock."""
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def configuration_files(name: str) -> list[Path]:
+    return [
+        paths.RUN_METRICS / f"{name}.json",
+        paths.run_dir(name) / "predictions.csv",
+        paths.run_dir(name) / paths.TRAINING_NAME,
+    ]
+
+
+def fingerprints(runs: list[dict], flat: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A fingerprint per configuration (its files, the parameters) and the grid's (all of them and the tables)."""
+    params = json.dumps(flat, sort_keys=True).encode()
+    per_run = {}
+    for run in runs:
+        files = configuration_files(run["name"])
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"track: {run['name']} has no {', '.join(missing)}: run `dvc repro` first")
+        per_run[run["name"]] = digest(run["name"].encode(), params, *(f.read_bytes() for f in files))
+    tables = [f.read_bytes() for f in TABLE_FILES.values() if f.exists()]
+    grid = digest(b"grid", params, *(per_run[r["name"]].encode() for r in runs), *tables)
+    return per_run, grid
+
+
+def tracked_runs(client: object, experiment: str, wanted: set[str]) -> tuple[dict[str, dict], list[str]]:
+    """Complete runs with a wanted fingerprint (fingerprint -> {run_id, parent}), and wanted runs cut short."""
+    found = client.search_runs([experiment], "tags.fingerprint LIKE '%'", max_results=50000)  # type: ignore[attr-defined]
+    found = [r for r in found if r.data.tags["fingerprint"] in wanted]
+    complete = {
+        r.data.tags["fingerprint"]: {"run_id": r.info.run_id, "parent": r.data.tags.get("mlflow.parentRunId")}
+        for r in found
+        if r.data.tags.get("tracked") == DONE
+    }
+    partial = [r.info.run_id for r in found if r.data.tags.get("tracked") != DONE]
+    return complete, partial
+
+
+def datasets(params: Params) -> list[tuple[object, str]]:
+    """The data a run was made from as MLflow datasets (the UI's Dataset column), the file's md5 as digest."""
+    import mlflow.data
+
+    sources = [
+        ("metadata", paths.PREPARED_TABLE, "source"),
+        ("splits", paths.SPLITS_TABLE, "splits"),
+        (f"synthetic-{params.generate.generator}", paths.CURATED / paths.MANIFEST_NAME, "synthetic"),
+    ]
+    out = []
+    for name, path, context in sources:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():  # MLflow registers two local-file source types that both claim a path
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
+            dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=md5(path))
+        out.append((dataset, context))
+    return out
+
+
+def configuration_tags(params: Params, run: dict, info: dict, training: dict) -> dict[str, str]:
+    """Tags that make runs filterable; `dose` is the number of synthetic images trained on."""
+    return {
+        "direction": run["direction"],
+        "condition": run["condition"],
+        "arm": run["arm"],
+        "dose": str(training["n_synthetic"]),
+        "dataset": params.dataset.root,
+        "generator": params.generate.generator,
+        "model": params.generate.model_name(),
+        "backbone": f"{info['backbone']}:{info['weights']}",
+        "device": str(info.get("device", "unknown")),
+        "git_commit": tracking.git_commit(),
+        "stage": "train" if run["dose"] is None else "dose",
+        "configuration": run["name"],
+        "repeat": "all",
+    }
+
+
+def log_configuration(
+    params: Params, experiment: str, run: dict, fingerprint: str, flat: dict, info: dict, inputs: list
+) -> None:
+    """One configuration run (pooled metrics, inputs, artifacts) with a nested run per repeat; inside an active run."""
+    import mlflow
+
+    name = run["name"]
+    training = io.read_json(paths.run_dir(name) / paths.TRAINING_NAME)
+    predictions = pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
+    tags = {**configuration_tags(params, run, info, training), "fingerprint": fingerprint}
+    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, nested=True):
+        mlflow.log_params({**flat, "n_train": training["n_train"], "n_synthetic": training["n_synthetic"]})
+        mlflow.log_metrics(io.read_json(paths.RUN_METRICS / f"{name}.json"))
+        for dataset, context in inputs:
+            mlflow.log_input(dataset, context=context)
+        with tempfile.TemporaryDirectory() as tmp:
+            figure = Path(tmp) / "confusion_matrix.png"
+            confusion_figure(predictions[predictions["repeat"] == 0], load_conditions(), figure)
+            mlflow.log_artifact(str(figure))
+        mlflow.log_artifact(str(paths.run_dir(name) / "predictions.csv"))
+        for r, history in enumerate(training["histories"]):
+            child = {**tags, "repeat": str(r), "train_seed": str(params.train.seed + r)}
+            child["fingerprint"] = f"{fingerprint}/r{r}"
+            with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-r{r}", tags=child, nested=True):
+                for h in history:
+                    mlflow.log_metrics({f"epoch/{k}": v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+                rows = predictions[predictions["repeat"] == r]
+                mlflow.log_metrics({**run_metrics(rows, params.evaluate.z), **fairness(rows)})
+                mlflow.set_tag("tracked", DONE)
+        mlflow.set_tag("tracked", DONE)
+
+
+def grid_tags(params: Params, fingerprint: str) -> dict[str, str]:
+    return {
+        "stage": "track",
+        "grid": "study",
+        "dataset": params.dataset.root,
+        "generator": params.generate.generator,
+        "model": params.generate.model_name(),
+        "repeats": str(params.train.repeats),
+        "git_commit": tracking.git_commit(),
+        "fingerprint": fingerprint,
+    }
+
+
+def log_tables() -> dict[str, float]:
+    """The report's tables on the active (grid) run, as MLflow tables and CSV; their tests as metrics."""
+    import mlflow
+
+    tables = {name: pd.read_csv(path) for name, path in TABLE_FILES.items() if path.exists() and path.stat().st_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            mlflow.log_table(table, artifact_file=f"tables/{name}.json")
+            table.to_csv(Path(tmp) / f"{name}.csv", index=False)
+        mlflow.log_artifacts(tmp, artifact_path="tables")
+    summary = io.read_json(paths.SUMMARY) if paths.SUMMARY.exists() else {}
+    flat = {f"summary/{block}/{k}": v for block, values in summary.items() for k, v in values.items()}
+    metrics = {**test_metrics(tables), **{k: v for k, v in flat.items() if v is not None}}
+    mlflow.log_metrics(metrics)
+    return metrics
+
+
+@contextmanager
+def grid_run(params: Params, experiment: str, fingerprint: str, existing: str | None, flat: dict) -> Iterator[str]:
+    """The grid's run, resumed when it exists (to add missing configurations), created and filled otherwise."""
+    import mlflow
+
+    if existing:
+        with mlflow.start_run(run_id=existing, experiment_id=experiment):
+            yield existing
+        return
+    with mlflow.start_run(experiment_id=experiment, run_name="grid", tags=grid_tags(params, fingerprint)) as run:
+        mlflow.log_params(flat)
+        log_tables()
+        yield run.info.run_id
+
+
+def main(params: Params) -> int:
+    import mlflow
+
+    experiment = tracking.setup()
+    flat = flatten(read_yaml(paths.root() / "params.yaml"))
+    runs = planned_runs(params)
+    per_run, grid_fp = fingerprints(runs, flat)
+    info = io.read_json(paths.FEATURES / "info.json")
+    with tracking.store_lock(tracking.tracking_uri()):  # queued experiments track into one store one at a time
+        client = mlflow.MlflowClient()
+        complete, partial = tracked_runs(client, experiment, {grid_fp, *per_run.values()})
+        for run_id in partial:  # cut short by a crash or a kill: replaced below
+            client.delete_run(run_id)
+        grid = complete.get(grid_fp, {}).get("run_id")
+        # a grid owns its configuration runs: those of another grid (other tables or code) are not adopted
+        missing = [r for r in runs if not grid or complete.get(per_run[r["name"]], {}).get("parent") != grid]
+        inputs = datasets(params) if missing else []
+        with grid_run(params, experiment, grid_fp, grid, flat) as grid_id:
+            for run in missing:
+                log_configuration(params, experiment, run, per_run[run["name"]], flat, info, inputs)
+            mlflow.set_tag("tracked", DONE)
+    io.write_json(paths.TRACKING, {"grid": grid_fp, "configurations": per_run})
+    print(
+        f"track: grid run {grid_id} in {tracking.tracking_uri()}: {len(missing)} configuration runs added, "
+        f"{len(runs) - len(missing)} already there" + ("" if grid else "; new grid run")
+    )
+    return 0
