@@ -113,6 +113,7 @@ class FakeOpenAI:
         self.delay = delay
         self.calls: list[Call] = []
         self.script: deque[Action] = deque()
+        self.default: Action | None = None  # the answer once the script is empty (None: an edited image)
         self.phase = 1
         self.lock = threading.Lock()
         self.active, self.last_seen = 0, time.monotonic()
@@ -163,7 +164,7 @@ class FakeOpenAI:
                 len(self.calls) + 1, self.phase, **text, key32=key32, authorized=authorized, has_mask="mask" in fields
             )
             self.calls.append(call)
-            action = self.script.popleft() if self.script else Action()
+            action = self.script.popleft() if self.script else (self.default or Action())
         call.status = action.status
         return call, action
 

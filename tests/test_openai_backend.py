@@ -121,9 +121,38 @@ def test_retries_are_bounded(server: FakeOpenAI, client) -> None:
 
 
 def test_other_4xx_is_an_error_and_not_retried(server: FakeOpenAI, client) -> None:
-    server.push(error(400, "invalid_value", "Invalid size"))
+    server.push(error(413, "payload_too_large", "Image too large"))
     out = ob.edit_once(client, request(), timeout=5, retry=FAST)
     assert (out.status, out.attempts, len(server.calls), out.request_id) == ("error", 1, 1, "req_fake_1")
+    assert out.hint == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "hint"),
+    [
+        (400, "invalid_value", "generate.openai"),
+        (401, "invalid_api_key", "OPENAI_API_KEY"),
+        (403, "permission_denied", "generate.openai.model"),
+        (404, "model_not_found", "generate.openai.model"),
+        (404, None, "generate.openai.base_url"),
+        (429, "insufficient_quota", "quota"),
+    ],
+)
+def test_an_error_no_retry_can_fix_is_fatal_with_a_hint(server: FakeOpenAI, client, status, code, hint) -> None:
+    server.push(error(status, code, "fake"))
+    out = ob.edit_once(client, request(), timeout=5, retry=FAST)
+    assert (out.status, out.attempts, len(server.calls)) == ("fatal_error", 1, 1)
+    assert hint in out.hint
+
+
+def test_a_fatal_error_stops_the_run_after_one_request(server: FakeOpenAI, client, tmp_path: Path) -> None:
+    server.default = error(404, "model_not_found", "The model `gpt-image-9` does not exist.")
+    outcomes, budget = run([request(candidate=k) for k in range(12)], client, tmp_path, workers=4)
+    assert len(server.calls) == 1  # the first request runs alone: `workers` would have sent 4
+    assert [o.status for o in outcomes].count("fatal_error") == 1
+    assert [o.status for o in outcomes].count("not_sent") == 11
+    assert "HTTP 404 model_not_found" in outcomes[1].detail  # the requests not sent say why
+    assert budget.spent_usd == 0
 
 
 def test_moderation_blocked_is_recorded_and_never_retried(server: FakeOpenAI, client, tmp_path: Path) -> None:
@@ -242,6 +271,15 @@ def test_dry_run_cost_is_calls_times_the_table_price(server: FakeOpenAI, client,
     assert "calls: 3  images: 3" in ob.dry_run(reqs, ob.ImageCache(tmp_path / "cache"))
 
 
+def test_dry_run_compares_the_estimate_with_the_budget() -> None:
+    reqs = [request(candidate=k) for k in range(16)]  # 16 x $0.011
+    assert ob.affordable(reqs, 0.10) == 9
+    assert ob.affordable(reqs, 0.011) == 1
+    assert ob.affordable(reqs, 0.0109) == 0
+    assert "covers 9 of the 16 requests to send: the run would stop after 9 images" in ob.dry_run(reqs, max_usd=0.1)
+    assert "covers all 16 requests" in ob.dry_run(reqs, max_usd=16 * LOW)
+
+
 def test_unknown_price_is_an_error_before_any_call(server: FakeOpenAI, client, tmp_path: Path) -> None:
     with pytest.raises(DermsynthError, match="no price"):
         ob.price("gpt-image-2", "medium", "999x999")
@@ -305,14 +343,13 @@ def test_missing_key_fails_before_any_request(server: FakeOpenAI, monkeypatch: p
 def test_key_is_never_written_printed_or_logged(server: FakeOpenAI, client, tmp_path: Path, caplog, capfd) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, the openai client's and httpx2's included
     echo = error(401, "invalid_api_key", f"Incorrect API key provided: {CANARY}")  # worst case: a server echoes it
-    server.push(
-        error(429, "rate_limit_exceeded", retry_after="0"), error(400, "moderation_blocked"), Action(stall=1), echo
-    )
+    first = [error(429, "rate_limit_exceeded", retry_after="0"), error(400, "moderation_blocked"), Action(stall=1)]
+    server.push(*first, *[Action()] * 4, echo)  # the echo (a fatal 401) answers the last request
     reqs = [request(candidate=k) for k in range(6)]
     outcomes, _ = run(reqs, client, tmp_path, timeout=0.5, progress=True, workers=1)
     print(ob.dry_run(reqs, ob.ImageCache(tmp_path / "cache")), outcomes)
     assert [o.status for o in outcomes].count("ok") == 4
-    assert {o.status for o in outcomes} == {"ok", "moderation_blocked", "error"}
+    assert {o.status for o in outcomes} == {"ok", "moderation_blocked", "fatal_error"}
     assert "sk-[REDACTED]" in caplog.text
     assert all(call.authorized for call in server.calls)  # the key WAS sent, to the server only
     captured = capfd.readouterr()

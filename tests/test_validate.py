@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from dermsynth import paths, prepare, split, validate
+from dermsynth import config, paths, prepare, split, validate
 
 
 def raw_metadata() -> pd.DataFrame:
@@ -73,6 +73,31 @@ def test_missing_and_truncated_images_are_named(embedded_data, params, capsys):
     report = (paths.VALIDATION_REPORTS / "report.md").read_text()
     assert "file not found" in report
     assert "cannot decode" in report
+
+
+@pytest.mark.parametrize("value", ["NOT-A-HASH", "../../etc/passwd", "0" * 31])
+def test_a_malformed_md5hash_is_named_in_drop_mode_not_dropped(embedded_data, raw_params, capsys, value):
+    """Only a missing file may be dropped; a bad identifier (or a path) stops validation in either mode."""
+    raw_params["dataset"]["missing_images"] = "drop"
+    meta = raw_metadata()
+    i = study_row(meta)
+    meta.loc[i, "md5hash"] = value
+    code, out = rerun_with(config.parse(raw_params), meta, capsys)
+    assert code == 1
+    assert "md5hash is 32 lowercase hex digits" in out
+    assert f"row={i + 1}" in out
+    assert value in out
+
+
+def test_an_empty_image_file_is_named_as_empty(embedded_data, raw_params, capsys):
+    raw_params["dataset"]["missing_images"] = "drop"  # an empty file exists: it is not "missing", it is bad
+    meta = raw_metadata()
+    empty = meta.loc[study_row(meta, "2"), "md5hash"]
+    paths.image_file(paths.dataset_images(str(paths.EMBEDDED)), empty).write_bytes(b"")
+    code, out = rerun_with(config.parse(raw_params), meta, capsys)
+    assert code == 1
+    assert empty in out
+    assert "empty file (0 bytes)" in (paths.VALIDATION_REPORTS / "report.md").read_text()
 
 
 def split_failures(splits: pd.DataFrame) -> list[validate.Failure]:

@@ -96,6 +96,7 @@ class Generate:
     conditions: list[str]
     strength: list[float]
     crop: list[float]
+    allow_partial: bool = False  # accept a run that stored fewer images than planned (curate and train report it)
     openai: OpenAIImages = field(default_factory=OpenAIImages)
     diffusers: DiffusersInpaint = field(default_factory=DiffusersInpaint)
 
@@ -241,6 +242,8 @@ class Params:
             problems.append("curate.mode must be auto or human")
         if self.curate.keep > self.generate.candidates:
             problems.append("curate.keep exceeds generate.candidates")
+        if not isinstance(self.generate.allow_partial, bool):
+            problems.append(f"generate.allow_partial must be true or false, not {self.generate.allow_partial!r}")
         if self.train.repeats < 1:
             problems.append("train.repeats must be at least 1")
         if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):

@@ -164,7 +164,25 @@ class CurationPending(RuntimeError):
     """Human mode with decisions missing."""
 
 
+def shortfall(curated: pd.DataFrame, seeds: pd.DataFrame, conditions: list[str], keep: int) -> list[str]:
+    """Seeds of the augmented conditions with fewer than ``keep`` images kept, one line each.
+
+    A partial generation run (generate.allow_partial), near-duplicate rejections or a reviewer's
+    rejections can leave a seed short; the arms and dose levels then train on fewer synthetic
+    images than planned, so this is said here and again by `train`.
+    """
+    counts = curated.groupby("seed_md5hash").size()
+    wanted = seeds[seeds["label"].isin(conditions)].sort_values(["label", "group", "md5hash"])
+    return [
+        f"{row.md5hash} ({row.label}, {row.group}): {int(counts.get(row.md5hash, 0))} of {keep}"
+        for row in wanted.itertuples()
+        if counts.get(row.md5hash, 0) < keep
+    ]
+
+
 def write_outputs(scored: pd.DataFrame, curated: pd.DataFrame, params: Params) -> None:
+    """build/curated from scratch: a hand run after a bigger one must not leave stale images behind."""
+    shutil.rmtree(paths.CURATED, ignore_errors=True)
     out_images = paths.CURATED / paths.IMAGES_NAME
     out_images.mkdir(parents=True, exist_ok=True)
     for name in curated["file"]:
@@ -197,6 +215,10 @@ def main(params: Params) -> int:
         print(f"curate: FAILED\n{err}")
         return 1
     write_outputs(scored, curated, params)
+    short = shortfall(curated, seeds, params.generate.conditions, cfg.keep)
+    if short:
+        print(f"curate: WARNING {len(short)} seeds have fewer than curate.keep={cfg.keep} images kept:")
+        print("\n".join(f"  {line}" for line in short))
     print(
         f"curate ({cfg.mode}): kept {len(curated)} of {len(scored)} candidates; {len(rejected)} near-duplicates "
         f"of test images rejected; {int((~curated['in_band']).sum())} kept outside their FST band"

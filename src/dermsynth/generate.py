@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from dermsynth import annotations, io, paths
+from dermsynth import annotations, delivery, io, paths
 from dermsynth.config import Generate, Params
 from dermsynth.errors import DermsynthError
 from dermsynth.prepare import load_conditions
@@ -107,18 +109,19 @@ def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
     return notes.assign(prompt=[annotations.prompt(row) for _, row in notes.iterrows()])
 
 
-def offline(chosen: pd.DataFrame, params: Params) -> list[dict]:
-    """Candidates from a weight-free generator (no prompt is used; the study's prompt is recorded)."""
+def offline(chosen: pd.DataFrame, params: Params) -> tuple[list[dict], list[dict]]:
+    """Candidates from a weight-free generator (no prompt is used; the study's prompt is recorded), and their log."""
     cfg = params.generate
     make = GENERATORS[cfg.generator]
     images = paths.dataset_images(params.dataset.root)
-    rows = []
+    rows, log = [], []
     for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):
         seed_rgb = io.load_array(paths.image_file(images, seed.md5hash))
         for k in range(cfg.candidates):
             pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
             name = f"{seed.md5hash}_{k}.jpg"
             io.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, io.encode_jpeg(pixels, 92))
+            log.append({"seed_md5hash": seed.md5hash, "candidate": k, "status": delivery.OK, "detail": ""})
             rows.append(
                 {
                     "file": name,
@@ -133,28 +136,52 @@ def offline(chosen: pd.DataFrame, params: Params) -> list[dict]:
                     **info,
                 }
             )
-    return rows
+    return rows, log
 
 
-def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Run:
+    """What a generation run planned and made: the manifest of stored images and one log row per planned image."""
+
+    planned: int
+    manifest: pd.DataFrame
+    log: pd.DataFrame
+
+
+def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> Run:
     cfg = params.generate
     if cfg.generator not in BACKENDS:
         raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {list(BACKENDS)}")
     chosen = seeds_to_use(seeds, params)
     if cfg.generator in ("openai", "diffusers"):  # imported on demand: each has its own dependencies
         backend = importlib.import_module(f"dermsynth.generate_{cfg.generator}")
-        rows = backend.candidates(chosen, params, dry_run)
+        rows, log = backend.candidates(chosen, params, dry_run)
     else:
-        rows = offline(chosen, params)
-    frame = pd.DataFrame(rows)
+        rows, log = offline(chosen, params)
+    frame = pd.DataFrame(rows, columns=None if rows else MANIFEST_COLUMNS)
     ordered = [c for c in MANIFEST_COLUMNS if c in frame.columns]
-    return frame[ordered + [c for c in frame.columns if c not in ordered]]
+    manifest = frame[ordered + [c for c in frame.columns if c not in ordered]]
+    log_frame = pd.DataFrame(log, columns=None if log else ["seed_md5hash", "candidate", "status", "detail"])
+    return Run(len(chosen) * cfg.candidates, manifest, log_frame)
+
+
+def clear_outputs() -> None:
+    """Start from an empty build/generated, as `dvc repro` does, so a hand run leaves no stale image behind.
+
+    The content caches (.cache/...) live elsewhere and are untouched: nothing is paid or made twice.
+    """
+    shutil.rmtree(paths.GENERATED, ignore_errors=True)
 
 
 def main(params: Params, dry_run: bool = False) -> None:
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str})
-    manifest = generate(seeds, params, dry_run)
+    if not dry_run:
+        clear_outputs()
+    run = generate(seeds, params, dry_run)
     if dry_run:
         return
-    io.write_csv(paths.GENERATED / paths.MANIFEST_NAME, manifest)
-    print(f"generate: {len(manifest)} candidates from {manifest['seed_md5hash'].nunique()} seeds")
+    log_path = paths.GENERATED / paths.REQUESTS_NAME
+    io.write_csv(log_path, run.log)
+    print(delivery.check(run.planned, run.log, params.generate.allow_partial, log_path))
+    io.write_csv(paths.GENERATED / paths.MANIFEST_NAME, run.manifest)
+    print(f"generate: {len(run.manifest)} candidates from {run.manifest['seed_md5hash'].nunique()} seeds")

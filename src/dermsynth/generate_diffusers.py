@@ -117,7 +117,7 @@ def inpaint(pipe: Any, prompt: str, image: bytes, mask: bytes, cfg: DiffusersInp
     return paste_outside_mask(image, to_png(out.images[0].convert("RGB")), mask), flagged
 
 
-def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[dict]:
+def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> tuple[list[dict], list[dict]]:
     """Manifest rows for every (seed, candidate); images from the cache when already made."""
     gen = params.generate
     cfg = gen.diffusers
@@ -133,7 +133,7 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[di
             f"diffusers dry run: {len(jobs)} images from {len(chosen)} seeds with {folder} "
             f"({cfg.steps} steps, {cfg.size} px, {cfg.device}); no cost, nothing run"
         )
-        return []
+        return [], []
     model_id = fingerprint(folder)
     cache = ImageCache(paths.tracking_root() / cfg.cache)
     pipe = None
@@ -154,7 +154,10 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[di
                     status = "safety_blocked"
                 else:
                     cache.put(key, png, record)
-            log.append({"seed_md5hash": seed["md5hash"], "candidate": k, "status": status, "key": key})
+            detail = "" if status == "ok" else "the pipeline's safety checker flagged the image"
+            log.append(
+                {"seed_md5hash": seed["md5hash"], "candidate": k, "status": status, "detail": detail, "key": key}
+            )
             if status != "ok":
                 continue
             name = f"{seed['md5hash']}_{k}.png"
@@ -177,7 +180,6 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[di
                     "key": key,
                 }
             )
-    io.write_csv(paths.GENERATED / "requests.csv", pd.DataFrame(log))
     blocked = sum(r["status"] == "safety_blocked" for r in log)
     print(f"generate (diffusers): {len(rows)} images, {blocked} blocked by the safety checker, model {model_id[:12]}")
-    return rows
+    return rows, log

@@ -58,13 +58,14 @@ def requests_for(chosen: pd.DataFrame, params: Params) -> list[EditRequest]:
     return requests
 
 
-def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[dict]:
+def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> tuple[list[dict], list[dict]]:
+    """Manifest rows of the stored images, and one log row per request (status, cause, request id)."""
     cfg = params.generate.openai
     requests = requests_for(chosen, params)
     cache = ImageCache(paths.tracking_root() / cfg.cache)
     if plan_only:
-        print(dry_run(requests, cache))
-        return []
+        print(dry_run(requests, cache, cfg.max_usd))
+        return [], []
     client = make_client(cfg.base_url, timeout=cfg.timeout)
     outcomes = run_edits(requests, client, cache, Budget(cfg.max_usd), workers=cfg.workers, timeout=cfg.timeout)
     log_rows, rows = [], []
@@ -81,7 +82,9 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[di
                 "attempts": out.attempts,
                 "from_cache": out.from_cache,
                 "key": key,
+                "model": req.model,
                 "detail": out.detail,
+                "hint": out.hint,
             }
         )
         if out.status != "ok":
@@ -107,6 +110,5 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> list[di
                 "key": key,
             }
         )
-    io.write_csv(paths.GENERATED / "requests.csv", pd.DataFrame(log_rows))
     print("generate (openai): " + ", ".join(f"{k}={v}" for k, v in Counter(o.status for o in outcomes).items()))
-    return rows
+    return rows, log_rows

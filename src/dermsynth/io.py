@@ -69,6 +69,8 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 def load_rgb(path: Path) -> Image.Image:
     """Open, fully decode and convert an image to RGB; raise BadImageError naming the file."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise BadImageError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as im:
             im.load()

@@ -17,278 +17,67 @@ money, so this module puts four guards around it:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import logging
-import os
-import random
-import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx2
 import openai
 from tqdm import tqdm
 
 from dermsynth.errors import DermsynthError
-from dermsynth.openai_budget import Budget, BudgetExceeded, estimate, price, price_table, request_price
-from dermsynth.openai_images import ImageCache, box_mask, check_pair, decode, paste_outside_mask, to_png
+from dermsynth.openai_budget import Budget, BudgetExceeded, affordable, estimate, price, price_table, request_price
+from dermsynth.openai_call import (
+    BLOCKED,
+    DEFAULT_MODEL,
+    ERROR,
+    FATAL,
+    NOT_SENT,
+    OK,
+    SKIPPED,
+    EditRequest,
+    Outcome,
+    RetryPolicy,
+    cache_key,
+    edit_once,
+    fatal_hint,
+    make_client,
+)
+from dermsynth.openai_images import ImageCache, box_mask, check_pair, paste_outside_mask
 
 log = logging.getLogger("dermsynth.openai")
 
-DEFAULT_MODEL = "gpt-image-2"
-OK, BLOCKED, ERROR, SKIPPED = "ok", "moderation_blocked", "error", "skipped_budget"
-_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_*\-]{6,}")
-
 __all__ = [
+    "BLOCKED",
     "DEFAULT_MODEL",
+    "ERROR",
+    "FATAL",
+    "NOT_SENT",
+    "OK",
+    "SKIPPED",
     "Budget",
     "BudgetExceeded",
     "EditRequest",
     "ImageCache",
     "Outcome",
     "RetryPolicy",
+    "affordable",
     "box_mask",
     "cache_key",
     "dry_run",
     "edit_once",
     "estimate",
+    "fatal_hint",
     "make_client",
     "paste_outside_mask",
     "price",
     "run_edits",
 ]
-
-
-@dataclass(frozen=True)
-class EditRequest:
-    """One image edit; ``meta`` (seed md5, condition, ...) travels into the cache record but not the key."""
-
-    prompt: str
-    image: bytes = field(repr=False)
-    mask: bytes = field(repr=False)
-    candidate: int = 0
-    model: str = DEFAULT_MODEL
-    size: str = "1024x1024"
-    quality: str = "medium"
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-def cache_key(req: EditRequest) -> str:
-    """sha256 over everything that changes the paid answer: model, prompt, image, mask, size, quality, candidate."""
-    digest = hashlib.sha256(b"dermsynth-edit-v1")
-    parts = [req.model.encode(), req.prompt.encode(), req.image, req.mask, req.size.encode(), req.quality.encode()]
-    for part in [*parts, str(int(req.candidate)).encode()]:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()
-
-
-# ----- client and one call -----------------------------------------------------------------------
-
-
-def make_client(base_url: str | None = None, timeout: float = 300.0, max_retries: int = 0) -> openai.OpenAI:
-    """An OpenAI client whose key comes only from OPENAI_API_KEY; DermsynthError before any work if unset.
-
-    ``max_retries`` defaults to 0 so every HTTP attempt goes through `edit_once`'s loop and the
-    Budget; a positive value stacks the client's own retries under ours (those are not counted).
-    """
-    if not os.environ.get("OPENAI_API_KEY", "").strip():
-        raise DermsynthError("OPENAI_API_KEY is not set: export it in the environment (it is never read from a file)")
-    return openai.OpenAI(base_url=base_url, timeout=timeout, max_retries=max_retries)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Our retries on top of the client's: 429, 5xx, 408/409, timeouts and connection errors."""
-
-    max_attempts: int = 4
-    base_delay: float = 2.0
-    max_delay: float = 60.0
-    max_retry_after: float = 120.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one request. ``png`` is set by `edit_once`; `run_edits` gives ``path`` instead."""
-
-    status: str
-    png: bytes | None = field(default=None, repr=False)
-    request_id: str | None = None
-    detail: str = ""
-    attempts: int = 0
-    key: str = ""
-    request_ids: tuple[str, ...] = ()
-    client_request_ids: tuple[str, ...] = ()
-    from_cache: bool = False
-    path: str | None = None
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """How one HTTP attempt ended: with an image (``png``) or a failure, and whether it may have been billed."""
-
-    detail: str
-    request_id: str | None
-    retry: bool = False
-    billed: bool = True
-    wait: float | None = None
-    blocked: bool = False
-    png: bytes | None = None
-
-
-def _header(err: openai.APIStatusError, name: str) -> str | None:
-    return err.response.headers.get(name) if getattr(err, "response", None) is not None else None
-
-
-def _retry_after(err: openai.APIStatusError, cap: float) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = _header(err, name)
-        try:
-            seconds = float(value) / scale if value is not None else None
-        except ValueError:
-            continue
-        if seconds is not None and seconds >= 0:
-            return min(seconds, cap)
-    return None
-
-
-def _classify(err: openai.APIError, policy: RetryPolicy) -> _Attempt:
-    """Whether a failed attempt is retried and whether the API may have billed it."""
-    if isinstance(err, openai.APIStatusError):
-        status, rid = err.status_code, err.request_id or _header(err, "x-request-id")
-        detail = f"HTTP {status} {err.code or ''}: {err.message}".replace(" :", ":")
-        if isinstance(err, openai.BadRequestError) and err.code == "moderation_blocked":
-            return _Attempt(detail, rid, retry=False, billed=False, blocked=True)
-        wait = _retry_after(err, policy.max_retry_after) if status == 429 else None
-        retry = status in (408, 409, 429) or status >= 500
-        return _Attempt(detail, rid, retry=retry, billed=status == 504, wait=wait)
-    if isinstance(err, openai.APIConnectionError):
-        never_sent = isinstance(err.__cause__, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
-        return _Attempt(f"{type(err).__name__}: {err.message}", None, retry=True, billed=not never_sent)
-    return _Attempt(f"{type(err).__name__}: {err}", None, retry=False, billed=True)
-
-
-def _redact(text: str) -> str:
-    """Hide anything shaped like an API key (a server may echo one in an error message)."""
-    return _KEY_PATTERN.sub("sk-[REDACTED]", text)
-
-
-def _backoff(policy: RetryPolicy, attempt: int) -> float:
-    return min(policy.base_delay * 2 ** (attempt - 1), policy.max_delay) * (1 - 0.25 * random.random())
-
-
-def _decode_response(resp: Any) -> bytes:
-    """PNG bytes of the first image of an ImagesResponse; DermsynthError for a malformed body."""
-    if isinstance(resp, str | bytes):
-        raise DermsynthError(f"body is not a JSON images response: {resp[:60]!r}")
-    data = getattr(resp, "data", None)
-    if not data:
-        raise DermsynthError("response has no data")
-    b64 = getattr(data[0], "b64_json", None)
-    if not isinstance(b64, str) or not b64:
-        raise DermsynthError("response data[0] has no b64_json")
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise DermsynthError(f"b64_json is not valid base64 ({err})") from err
-    image = decode(raw, "b64_json")
-    return raw if raw.startswith(b"\x89PNG") else to_png(image)
-
-
-def _call(client: openai.OpenAI, req: EditRequest, timeout: float, client_request_id: str) -> Any:
-    return client.images.with_raw_response.edit(
-        model=req.model,
-        prompt=req.prompt,
-        image=("image.png", req.image, "image/png"),
-        mask=("mask.png", req.mask, "image/png"),
-        n=1,
-        size=req.size,
-        quality=req.quality,
-        timeout=timeout,
-        extra_headers={"X-Client-Request-Id": client_request_id},
-    )
-
-
-def _attempt(client: openai.OpenAI, req: EditRequest, timeout: float, cid: str, policy: RetryPolicy) -> _Attempt:
-    try:
-        raw = _call(client, req, timeout, cid)
-    except openai.APIError as err:
-        return _classify(err, policy)
-    try:  # a 2xx answer was billed whatever its body holds
-        return _Attempt("", raw.request_id, png=_decode_response(raw.parse()))
-    except (DermsynthError, ValueError, TypeError, openai.APIError) as err:
-        return _Attempt(f"malformed response: {err}", raw.request_id)
-
-
-class _Unlimited:
-    def reserve(self, usd: float) -> None: ...
-    def commit(self, usd: float) -> None: ...
-    def release(self, usd: float) -> None: ...
-
-
-def edit_once(
-    client: openai.OpenAI,
-    req: EditRequest,
-    timeout: float = 300.0,
-    *,
-    retry: RetryPolicy | None = None,
-    budget: Budget | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Outcome:
-    """One request, retried within ``retry``; never raises for an API failure, returns an Outcome.
-
-    With a ``budget`` every attempt is reserved first; if that fails the status is "skipped_budget".
-    The raw edited image is returned (no paste-back: that is `run_edits`' job).
-    """
-    policy, key = retry or RetryPolicy(), cache_key(req)
-    ledger, usd = (budget, request_price(req)) if budget is not None else (_Unlimited(), 0.0)
-    ids: list[str] = []
-    cids: list[str] = []
-
-    def done(status: str, attempts: int, detail: str = "", png: bytes | None = None) -> Outcome:
-        rid = ids[-1] if ids else None
-        log.info(
-            "edit %s cand=%d attempts=%d -> %s request_id=%s %s", key[:12], req.candidate, attempts, status, rid, detail
-        )
-        return Outcome(status, png, rid, detail, attempts, key, tuple(ids), tuple(cids))
-
-    for attempt in range(1, policy.max_attempts + 1):
-        try:
-            ledger.reserve(usd)
-        except BudgetExceeded as err:
-            return done(SKIPPED, attempt - 1, str(err))
-        cids.append(f"dermsynth-{key[:32]}-{attempt}")
-        result = _attempt(client, req, timeout, cids[-1], policy)
-        result = replace(result, detail=_redact(result.detail))
-        (ledger.commit if result.billed else ledger.release)(usd)
-        if result.request_id:
-            ids.append(result.request_id)
-        if result.png is not None:
-            return done(OK, attempt, png=result.png)
-        if result.blocked:
-            return done(BLOCKED, attempt, result.detail)
-        if not result.retry or attempt == policy.max_attempts:
-            return done(ERROR, attempt, result.detail)
-        wait = result.wait if result.wait is not None else _backoff(policy, attempt)
-        log.warning(
-            "edit %s attempt %d failed (%s, request_id=%s); retry in %.2fs",
-            key[:12],
-            attempt,
-            result.detail,
-            result.request_id,
-            wait,
-        )
-        sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ----- a whole run -------------------------------------------------------------------------------
@@ -335,21 +124,41 @@ def _from_cache(cache: ImageCache, key: str) -> Outcome | None:
     return None
 
 
+class _Stop:
+    """Why a run stops starting calls: the budget, or an error that no retry can fix (the first reason wins)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.status: str | None = None
+        self.detail = ""
+
+    def set(self, status: str, detail: str) -> None:
+        with self._lock:
+            if self.status is None:
+                self.status, self.detail = status, detail
+
+    def outcome(self, key: str) -> Outcome | None:
+        return None if self.status is None else Outcome(self.status, key=key, detail=self.detail)
+
+
 def _run_one(
     req: EditRequest,
     client: openai.OpenAI,
     cache: ImageCache,
     budget: Budget,
-    stop: threading.Event,
+    stop: _Stop,
     timeout: float,
     retry: RetryPolicy | None,
 ) -> Outcome:
     key = cache_key(req)
-    if stop.is_set():
-        return Outcome(SKIPPED, key=key, detail="budget reached before this request")
+    stopped = stop.outcome(key)
+    if stopped is not None:
+        return stopped
     out = edit_once(client, req, timeout, retry=retry, budget=budget)
     if out.status == SKIPPED:
-        stop.set()
+        stop.set(SKIPPED, f"budget reached before this request: {out.detail}")
+    elif out.status == FATAL:
+        stop.set(NOT_SENT, f"not sent: the run stopped at {out.detail}")
     elif out.status == BLOCKED:
         cache.put_blocked(key, _record(req, out))
     elif out.status == OK and out.png is not None:
@@ -374,7 +183,9 @@ def run_edits(
 ) -> list[Outcome]:
     """Outcomes in the order of ``requests``; cached ones make no call, the rest run ``workers`` at a time.
 
-    Stops starting calls at the first BudgetExceeded; the requests not run are "skipped_budget".
+    The first uncached request runs alone, so a wrong model, key or size costs one request and
+    not ``workers``. Calls stop being started at the first BudgetExceeded (the rest are
+    "skipped_budget") or the first error no retry can fix ("fatal_error"; the rest are "not_sent").
     """
     requests = list(requests)
     keys = [cache_key(req) for req in requests]
@@ -384,27 +195,34 @@ def run_edits(
             outcomes[i] = _from_cache(cache, key)
         pending = [i for i, out in enumerate(outcomes) if out is None]
         _preflight([requests[i] for i in pending], keys)
-        stop = threading.Event()
+        stop = _Stop()
         bar = tqdm(total=len(requests), initial=len(requests) - len(pending), disable=not progress, desc="edits")
-        kept = sum(out is not None and out.status == OK for out in outcomes)
-        calls = 0
+        tally = {"calls": 0, "kept": sum(out is not None and out.status == OK for out in outcomes)}
+
+        def finish(i: int, out: Outcome) -> None:
+            outcomes[i] = out
+            tally["calls"] += out.attempts
+            tally["kept"] += out.status == OK
+            bar.set_postfix(calls=tally["calls"], kept=tally["kept"], usd=f"{budget.spent_usd:.3f}", refresh=False)
+            bar.update()
+
         with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {
-                pool.submit(_run_one, requests[i], client, cache, budget, stop, timeout, retry): i for i in pending
-            }
             try:
+                if pending:
+                    finish(pending[0], _run_one(requests[pending[0]], client, cache, budget, stop, timeout, retry))
+                futures = {
+                    pool.submit(_run_one, requests[i], client, cache, budget, stop, timeout, retry): i
+                    for i in pending[1:]
+                }
                 for future in as_completed(futures):
-                    out = outcomes[futures[future]] = future.result()
-                    calls, kept = calls + out.attempts, kept + (out.status == OK)
-                    bar.set_postfix(calls=calls, kept=kept, usd=f"{budget.spent_usd:.3f}", refresh=False)
-                    bar.update()
+                    finish(futures[future], future.result())
             except BaseException:
-                stop.set()  # calls in flight finish and are cached (they are paid); the rest are not started
+                stop.set(SKIPPED, "interrupted")  # calls in flight finish and are cached (they are paid)
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     done = [out for out in outcomes if out is not None]
     counts = Counter(out.status for out in done)
-    log.info("run: %d requests, %d calls, $%.4f spent, %s", len(done), calls, budget.spent_usd, dict(counts))
+    log.info("run: %d requests, %d calls, $%.4f spent, %s", len(done), tally["calls"], budget.spent_usd, dict(counts))
     if counts[SKIPPED]:
         log.warning(
             "budget of $%.2f reached: %d requests not run (stored images are kept)", budget.max_usd, counts[SKIPPED]
@@ -412,10 +230,11 @@ def run_edits(
     return done
 
 
-def dry_run(requests: Sequence[EditRequest], cache: ImageCache | None = None) -> str:
+def dry_run(requests: Sequence[EditRequest], cache: ImageCache | None = None, max_usd: float | None = None) -> str:
     """Every prompt, the number of calls and images and their cost from the price table; calls nothing.
 
-    With a ``cache``, requests already answered (or refused) are counted as free.
+    With a ``cache``, requests already answered (or refused) are counted as free. With
+    ``max_usd``, says how many of the remaining requests the budget covers.
     """
     requests = list(requests)
     todo = [req for req in requests if cache is None or _from_cache(cache, cache_key(req)) is None]
@@ -432,4 +251,14 @@ def dry_run(requests: Sequence[EditRequest], cache: ImageCache | None = None) ->
             lines.append(f"  note on {model}: {note}")
     lines.append(f"calls: {plan['calls']}  images: {plan['images']}  estimated cost: ${plan['usd']:.4f}")
     lines.append("(output images only; input image/prompt tokens are billed on top: leave headroom in max_usd)")
+    if max_usd is not None:
+        fits = affordable(todo, max_usd)
+        if fits < len(todo):
+            lines.append(
+                f"WARNING: generate.openai.max_usd ${max_usd:.2f} covers {fits} of the {len(todo)} requests to send: "
+                f"the run would stop after {fits} images; raise max_usd to at least ${plan['usd']:.2f} "
+                "or lower generate.candidates"
+            )
+        else:
+            lines.append(f"budget: generate.openai.max_usd ${max_usd:.2f} covers all {len(todo)} requests")
     return "\n".join(lines)

@@ -56,6 +56,17 @@ def estimate(requests: Iterable[Priced]) -> dict[str, Any]:
     return {"calls": len(prices), "images": len(prices), "usd": round(sum(prices), 6)}
 
 
+def affordable(requests: Iterable[Priced], max_usd: float) -> int:
+    """How many of ``requests``, in order, a Budget of ``max_usd`` lets through (it reserves before each call)."""
+    ceiling, spent, count = _micro(max_usd), 0, 0
+    for req in requests:
+        spent += _micro(request_price(req))
+        if spent > ceiling:
+            break
+        count += 1
+    return count
+
+
 class BudgetExceeded(DermsynthError):
     """The next call would take spending past the run's max_usd."""
 

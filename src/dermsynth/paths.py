@@ -45,6 +45,7 @@ SEEDS_TABLE = SPLITS / "seeds.csv"
 GENERATED = BUILD / "generated"
 CURATED = BUILD / "curated"
 MANIFEST_NAME = "manifest.csv"
+REQUESTS_NAME = "requests.csv"  # one row per planned image of a generation run: status and cause
 
 FEATURES = BUILD / "features"
 
@@ -73,6 +74,9 @@ def dataset_metadata(dataset_root: str) -> Path:
 
 def dataset_images(dataset_root: str) -> Path:
     return Path(dataset_root) / IMAGES_NAME
+
+
+MD5_PATTERN = r"^[0-9a-f]{32}$"  # an image's identifier; anything else (e.g. "../x") is never used as a path
 
 
 def image_file(images: Path, md5hash: str) -> Path:

@@ -110,9 +110,11 @@ def drop_missing_images(kept: pd.DataFrame, present: set[str]) -> tuple[pd.DataF
 
     For the real dataset most URLs are dead, so the study runs on whatever subset is present;
     the counts land in the summary and the report so that nothing goes missing silently.
-    Files that exist but do not decode are kept: `validate` names them.
+    Only a well-formed md5hash can be "missing": a malformed one (or one shaped like a path) is
+    kept, like files that exist but do not decode, so that `validate` names it and stops.
     """
-    missing = ~kept["md5hash"].isin(present)
+    well_formed = kept["md5hash"].astype(str).str.fullmatch(paths.MD5_PATTERN.strip("^$"))
+    missing = ~kept["md5hash"].isin(present) & well_formed
     by_group = kept[missing].groupby([kept["label"], fst_groups(kept)]).size()
     counts = {f"{label} / {group}": int(n) for (label, group), n in by_group.items()}
     return kept[~missing].copy(), {"missing_images_dropped": int(missing.sum()), "missing_images_by_group": counts}
@@ -130,6 +132,9 @@ def main(params: Params) -> None:
         kept, missing = drop_missing_images(kept, present)
         summary.update(missing, rows_kept=len(kept))
         print(f"prepare: {missing['missing_images_dropped']} rows have no image file and are left out")
+        malformed = int((~kept["md5hash"].astype(str).str.fullmatch(paths.MD5_PATTERN.strip("^$"))).sum())
+        if malformed:
+            print(f"prepare: {malformed} rows have a malformed md5hash; they are kept for `validate` to name")
     io.write_csv(paths.PREPARED_TABLE, kept)
     io.write_json(paths.PREPARED_SUMMARY, summary)
     io.write_json(paths.PREPARED_CONDITIONS, selection)

@@ -65,26 +65,51 @@ def label_of(condition: str, labels: list[str]) -> str:
 
 
 def training_set(
-    splits: pd.DataFrame, curated: pd.DataFrame, direction: str, condition: str, arm: str, dose: int | None
+    splits: pd.DataFrame,
+    curated: pd.DataFrame,
+    direction: str,
+    condition: str,
+    arm: str,
+    dose: int | None,
+    keep: int,
 ) -> pd.DataFrame:
     """Keys and labels the run trains on: real training images, plus seeds and synthetic images by arm."""
     rows = splits[(splits["direction"] == direction)]
     parts = [rows.loc[rows["role"] == "train", ["md5hash", "label"]].rename(columns={"md5hash": "key"})]
     label = label_of(condition, sorted(set(splits["label"])))
+    seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
     if arm in ("seed", "synthetic_and_seed"):
-        seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
         parts.append(seeds[["md5hash", "label"]].rename(columns={"md5hash": "key"}))
     if arm == "tone_control":
         parts.append(tone_control_images(rows, label))
     if arm == "synthetic_and_seed":
-        synth = curated[(curated["label"] == label) & (curated["seed_group"] == DIRECTIONS[direction].seed_group)]
-        synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
-        if dose is not None:
-            if dose > len(synth):
-                raise DermsynthError(f"dose {dose} exceeds the {len(synth)} curated images of {label!r}")
-            synth = synth.head(dose)
+        synth = synthetic_images(curated, seeds, label, DIRECTIONS[direction].seed_group, keep, dose)
         parts.append(synth[["file", "label"]].rename(columns={"file": "key"}))
     return pd.concat(parts, ignore_index=True)
+
+
+def synthetic_images(
+    curated: pd.DataFrame, seeds: pd.DataFrame, label: str, group: str, keep: int, dose: int | None
+) -> pd.DataFrame:
+    """The curated images of ``label`` made from seeds of ``group``: all of them, or the first ``dose``.
+
+    The plan is ``keep`` images per seed. A shorter set (a partial generation run, rejections) is
+    used with a warning naming the short seeds; a dose larger than the set is an error that says
+    what is missing.
+    """
+    synth = curated[(curated["label"] == label) & (curated["seed_group"] == group)]
+    synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
+    counts = synth.groupby("seed_md5hash").size()
+    short = [f"{md5} {int(counts.get(md5, 0))} of {keep}" for md5 in seeds["md5hash"] if counts.get(md5, 0) < keep]
+    planned = f"{len(synth)} curated images of {label!r} ({group}) of the {keep * len(seeds)} planned"
+    detail = f"{planned} (curate.keep {keep} x {len(seeds)} seeds); short seeds: {', '.join(short)}"
+    if dose is not None and dose > len(synth):
+        raise DermsynthError(
+            f"dose {dose} needs {dose} synthetic images: {detail}. Generate the missing images, or lower dose.levels"
+        )
+    if short:
+        print(f"train: WARNING {detail}; training on what there is")
+    return synth if dose is None else synth.head(dose)
 
 
 def tone_control_images(rows: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -184,7 +209,7 @@ def load_run_data(
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     splits = splits[splits["role"] != "test"]
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
-    train = training_set(splits, curated, direction, condition, arm, dose)
+    train = training_set(splits, curated, direction, condition, arm, dose, params.curate.keep)
     val = splits[(splits["direction"] == direction) & (splits["role"] == "val")]
     to_index = {c: i for i, c in enumerate(classes)}
     return RunData(

@@ -22,7 +22,7 @@ from dermsynth.errors import DermsynthError
 from dermsynth.prepare import load_conditions
 from dermsynth.study import DIRECTIONS
 
-MD5_PATTERN = r"^[0-9a-f]{32}$"
+MD5_PATTERN = paths.MD5_PATTERN
 FST_VALUES = ["1", "2", "3", "4", "5", "6"]
 
 
