@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro repro-real test test-fast lint gate baseline ui clean
+.PHONY: help install repro repro-real test test-fast lint gate baseline ui clean remote push pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,19 @@ screenshot: install ## MLflow's compare view of two arms, in headless Chromium: 
 
 ui: install ## MLflow UI on the project's store: http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+remote: install ## set the team's DVC remote (commit .dvc/config): make remote URL=/mnt/team/dermsynth-dvc or s3://...
+	@test -n "$(URL)" || { echo "usage: make remote URL=<shared folder | s3://bucket/path | gs://... | azure://...>"; exit 2; }
+	dvc remote add --default --force team "$(URL)"
+	dvc remote list
+
+push: install ## send data, synthetic sets, features, models and reports to the DVC remote
+	dvc push
+
+pull: install ## fetch everything from the DVC remote, refill the generators' caches, rebuild the MLflow store
+	dvc pull
+	dermsynth cache import
+	dermsynth track
 
 clean: ## remove stage outputs (DVC cache and MLflow store are kept)
 	rm -rf build models reports/runs reports/plots

@@ -108,3 +108,24 @@ def run_ok(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout + done.stderr
+
+
+def store_contents(db: Path) -> dict[str, dict]:
+    """Every run of a store by (fingerprint): its name, tags (less the git commit and ids), params and metrics."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("dermsynth")
+    runs = client.search_runs([experiment.experiment_id], max_results=10000)
+    parent_fp = {r.info.run_id: r.data.tags.get("fingerprint") for r in runs}
+    volatile = {"mlflow.parentRunId", "git_commit", "mlflow.runName", "mlflow.user", "mlflow.source.name"}
+    return {
+        r.data.tags["fingerprint"]: {
+            "name": r.info.run_name,
+            "parent": parent_fp.get(r.data.tags.get("mlflow.parentRunId")),
+            "tags": {k: v for k, v in r.data.tags.items() if k not in volatile and not k.startswith("mlflow.source")},
+            "params": r.data.params,
+            "metrics": r.data.metrics,
+        }
+        for r in runs
+    }

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO, project_copy, run_ok, shrink, tool_env
+from .conftest import REPO, project_copy, run_ok, shrink, store_contents, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -129,27 +129,6 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     p = pd.read_csv(study / "reports/tables/paired_tests.csv").iloc[0]
     key = f"mcnemar_p_holm/{p['direction']}/{p['condition']}/{p['group']}/{p['arm']}"
     assert grid.data.metrics[key] == pytest.approx(p["p_holm"])
-
-
-def store_contents(db: Path) -> dict[str, dict]:
-    """Every run of a store by (fingerprint): its name, tags (less the git commit and ids), params and metrics."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    experiment = client.get_experiment_by_name("dermsynth")
-    runs = client.search_runs([experiment.experiment_id], max_results=10000)
-    parent_fp = {r.info.run_id: r.data.tags.get("fingerprint") for r in runs}
-    volatile = {"mlflow.parentRunId", "git_commit", "mlflow.runName", "mlflow.user", "mlflow.source.name"}
-    return {
-        r.data.tags["fingerprint"]: {
-            "name": r.info.run_name,
-            "parent": parent_fp.get(r.data.tags.get("mlflow.parentRunId")),
-            "tags": {k: v for k, v in r.data.tags.items() if k not in volatile and not k.startswith("mlflow.source")},
-            "params": r.data.params,
-            "metrics": r.data.metrics,
-        }
-        for r in runs
-    }
 
 
 def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):

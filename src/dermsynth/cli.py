@@ -25,7 +25,7 @@ STAGES = {
 }
 
 
-MODULES = {"data": "data_cli", "seeds": "annotations"}
+MODULES = {"data": "data_cli", "seeds": "annotations", "cache": "cache_cli"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Seed annotations, versioned in git, that generation reads.",
     )
     seeds.add_argument("verb", choices=["init"], help="init: add default rows for seeds not yet annotated")
+    cache = sub.add_parser(
+        "cache",
+        help="the generators' content caches (import: refill them from a pulled build/generated)",
+        description="After `dvc pull`, file every image and refusal of build/generated under its request key in "
+        "the generator's content cache, so a later change that re-runs `generate` pays for nothing already made.",
+    )
+    cache.add_argument("verb", choices=["import"], help="import: refill the cache from build/generated")
     train = sub.add_parser(
         "train",
         help="train one head (one arm or dose of the study)",
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args)
         if args.command == "generate":
             return module.main(params, args.dry_run) or 0
-        if args.command == "seeds":
+        if args.command in ("seeds", "cache"):
             return module.main(params, args.verb) or 0
         return module.main(params) or 0
     except DermsynthError as err:
