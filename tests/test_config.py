@@ -83,3 +83,64 @@ def test_an_override_naming_a_missing_key_is_refused(tmp_path, monkeypatch):
     bad.write_text("features.crop: 999\n")  # valid key, but crop > resize
     with pytest.raises(config.ConfigError, match="crop exceeds"):
         config.read_overrides(bad)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train", "lr", "1e-4", r"params\.train\.lr: expected a number, got '1e-4' \(text: YAML reads 1e-4"),
+        ("train", "repeats", "two", r"params\.train\.repeats: expected a whole number, got 'two'"),
+        ("train", "epochs", 2.5, r"params\.train\.epochs: expected a whole number, got 2\.5"),
+        ("train", "standardize", "yes", r"params\.train\.standardize: expected true or false, got 'yes'"),
+        ("train", "arms", "seed", r"params\.train\.arms: expected a list of strings, got 'seed'"),
+        ("generate", "allow_partial", 1, r"params\.generate\.allow_partial: expected true or false, got 1"),
+        ("dose", "levels", [2, "8"], r"params\.dose\.levels\[1\]: expected a whole number, got '8'"),
+        ("features", "precision", None, r"params\.features\.precision: expected a string, got None"),
+    ],
+)
+def test_a_value_of_the_wrong_type_fails_on_load_naming_key_and_value(raw_params, section, key, value, message):
+    raw_params[section][key] = value
+    with pytest.raises(config.ConfigError, match=message):
+        config.parse(raw_params)
+
+
+def test_openai_block_types_and_ranges_are_checked(raw_params):
+    raw_params["generate"]["openai"]["base_url"] = 8080
+    with pytest.raises(config.ConfigError, match=r"generate\.openai\.base_url: expected a string or null, got 8080"):
+        config.parse(raw_params)
+    raw_params["generate"]["openai"]["base_url"] = None
+    raw_params["generate"]["openai"]["workers"] = 0
+    with pytest.raises(config.ConfigError, match=r"generate\.openai\.workers must be >= 1, got 0"):
+        config.parse(raw_params)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train", "dropout", 1.0, r"train\.dropout must be in \[0, 1\), got 1\.0"),
+        ("train", "lr", 0, r"train\.lr must be > 0, got 0\.0"),
+        ("generate", "strength", [0.9, 0.1], r"generate\.strength must be \[low, high\] within \[0, 1\]"),
+        ("curate", "near_duplicate_bits", 65, r"curate\.near_duplicate_bits must be in 0\.\.64, got 65"),
+        ("features", "backbone", "resnet50", r"features\.backbone: only vgg16"),
+    ],
+)
+def test_a_value_out_of_range_fails_on_load(raw_params, section, key, value, message):
+    raw_params[section][key] = value
+    with pytest.raises(config.ConfigError, match=message):
+        config.parse(raw_params)
+
+
+def test_ints_are_accepted_where_numbers_are_expected(raw_params):
+    raw_params["train"]["lr"] = 1
+    raw_params["generate"]["openai"]["max_usd"] = 5
+    params = config.parse(raw_params)
+    assert params.train.lr == 1.0
+    assert isinstance(params.train.lr, float)
+    assert isinstance(params.generate.openai.max_usd, float)
+
+
+def test_every_key_is_required_params_yaml_is_the_one_source_of_values(raw_params):
+    del raw_params["generate"]["openai"]["max_usd"]
+    del raw_params["tune"]["trials"]
+    with pytest.raises(config.ConfigError, match=r"generate\.openai\.max_usd: missing"):
+        config.parse(raw_params)

@@ -222,16 +222,28 @@ def test_sampling_is_seeded_per_trial_number_not_per_process(params):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"lr": [0.0, 0.01]}, "tune.lr: a log-scale range needs low > 0"),
-        ({"weight_decay": ["1e-6", 0.01]}, "YAML reads 1e-4 as text"),
-        ({"dropout": [0.5, 0.2]}, "tune.dropout: low 0.5 exceeds high 0.2"),
-        ({"epochs": [0, 3]}, "tune.epochs: must be whole numbers >= 1"),
-        ({"hidden": []}, "tune.hidden"),
+        ({"lr": [0.0, 0.01]}, "tune.lr must be [low, high] with 0 < low <= high (log scale), got [0.0, 0.01]"),
+        ({"weight_decay": ["1e-6", 0.01]}, "tune.weight_decay[0]: expected a number, got '1e-6' (text: YAML reads"),
+        ({"dropout": [0.5, 0.2]}, "tune.dropout must be [low, high] within [0, 1), got [0.5, 0.2]"),
+        ({"epochs": [0, 3]}, "tune.epochs must be [low, high] whole numbers >= 1"),
+        ({"epochs": [1.5, 3]}, "tune.epochs[0]: expected a whole number, got 1.5"),
+        ({"hidden": []}, "tune.hidden must be a non-empty list"),
+    ],
+)
+def test_bad_tune_parameters_fail_on_load(raw_params, change, message):
+    """The tune block is checked with the rest of params.yaml, not only when `dermsynth tune` runs."""
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse({**raw_params, "tune": {**raw_params["tune"], **change}})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
         ({"condition": "eczema"}, "tune.condition: unknown 'eczema'"),
         ({"arm": "everything"}, "tune.arm: unknown 'everything'"),
     ],
 )
-def test_bad_tune_parameters_are_named(project, raw_params, change, message):
+def test_bad_tune_choices_are_named(project, raw_params, change, message):
     params = config.parse({**raw_params, "tune": {**raw_params["tune"], **change}})
     with pytest.raises(DermsynthError, match=re.escape(message)):
         tune.main(params, storage=storage(project))

@@ -1,35 +1,31 @@
 """Typed parameters, loaded once from params.yaml and validated on load.
 
 Each dataclass mirrors one section of params.yaml, which is also the name of the stage and
-the module that reads it. Unknown or missing keys fail loudly at start-up rather than
-half-way through a long run.
+the module that reads it. params.yaml is the one source of values (no defaults here): unknown
+or missing keys, values of the wrong type (schema.py) or out of range, and combinations that
+cannot work (`Params.check`) fail loudly at start-up rather than half-way through a long run.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any
 
 import yaml
 
 from dermsynth import paths
-from dermsynth.errors import DermsynthError
+from dermsynth.schema import ConfigError, build, range_problems
 from dermsynth.study import ARMS, DIRECTIONS, fitzpatrick_labels, slug
-
-
-class ConfigError(DermsynthError, ValueError):
-    """params.yaml does not describe a valid study."""
 
 
 @dataclass(frozen=True)
 class Dataset:
     root: str
-    missing_images: str = "error"
+    missing_images: str
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Split:
     seed: int
     seeds_per_group: int
     val_fraction: float
-    seed_conditions: str = "augmented"  # augmented: generate.conditions only (the paper) | all: every condition
+    seed_conditions: str  # augmented: generate.conditions only (the paper) | all: every condition
 
 
 @dataclass(frozen=True)
@@ -64,27 +60,27 @@ class Validate:
 class OpenAIImages:
     """The `generate.openai` block: the paid backend (the key comes only from OPENAI_API_KEY)."""
 
-    model: str = "gpt-image-2"
-    size: str = "1024x1024"
-    quality: str = "medium"
-    max_usd: float = 5.0
-    workers: int = 4
-    timeout: float = 300.0
-    base_url: str | None = None
-    cache: str = ".cache/openai-images"
+    model: str
+    size: str
+    quality: str
+    max_usd: float
+    workers: int
+    timeout: float
+    base_url: str | None
+    cache: str
 
 
 @dataclass(frozen=True)
 class DiffusersInpaint:
     """The `generate.diffusers` block: a local inpainting pipeline folder (save_pretrained layout), no hub access."""
 
-    model: str | None = None  # e.g. models/diffusers/stable-diffusion-2-inpainting
-    size: int = 512
-    steps: int = 30
-    guidance: float = 7.5
-    device: str = "cpu"
-    precision: str = "float32"
-    cache: str = ".cache/diffusers-images"
+    model: str | None  # e.g. models/diffusers/stable-diffusion-2-inpainting
+    size: int
+    steps: int
+    guidance: float
+    device: str
+    precision: str
+    cache: str
 
 
 @dataclass(frozen=True)
@@ -96,9 +92,9 @@ class Generate:
     conditions: list[str]
     strength: list[float]
     crop: list[float]
-    allow_partial: bool = False  # accept a run that stored fewer images than planned (curate and train report it)
-    openai: OpenAIImages = field(default_factory=OpenAIImages)
-    diffusers: DiffusersInpaint = field(default_factory=DiffusersInpaint)
+    allow_partial: bool  # accept a run that stored fewer images than planned (curate and train report it)
+    openai: OpenAIImages
+    diffusers: DiffusersInpaint
 
     def model_name(self) -> str:
         """The generator's model, for MLflow tags and reports ("none" for weight-free generators)."""
@@ -112,9 +108,9 @@ class Generate:
 @dataclass(frozen=True)
 class Curate:
     keep: int
-    mode: str = "auto"
-    decisions: str = "annotations/decisions.csv"
-    near_duplicate_bits: int = 6
+    mode: str
+    decisions: str
+    near_duplicate_bits: int
 
 
 @dataclass(frozen=True)
@@ -143,29 +139,29 @@ class Train:
     directions: list[str]
     conditions: list[str]
     arms: list[str]
-    repeats: int = 5  # trainings per configuration, with training seeds seed, seed+1, ...
-    weight_decay: float = 0.0
-    sampler: bool = True  # class-balanced WeightedRandomSampler (Groh et al.); off: plain shuffling
+    repeats: int  # trainings per configuration, with training seeds seed, seed+1, ...
+    weight_decay: float
+    sampler: bool  # class-balanced WeightedRandomSampler (Groh et al.); off: plain shuffling
 
 
 @dataclass(frozen=True)
 class Tune:
     """The `tune` block: Optuna over the head's hyper-parameters, scored on validation data only."""
 
-    storage: str = "sqlite:///optuna.db"  # relative sqlite paths resolve against the repository root
-    study_name: str = "dermsynth-head"
-    trials: int = 20
-    seed: int = 0
-    direction: str = "light_to_dark"
-    condition: str = "psoriasis"
-    arm: str = "synthetic_and_seed"
-    lr: list[float] = field(default_factory=lambda: [1e-4, 1e-2])
-    weight_decay: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
-    hidden: list[int] = field(default_factory=lambda: [128, 256, 512])
-    dropout: list[float] = field(default_factory=lambda: [0.1, 0.6])
-    epochs: list[int] = field(default_factory=lambda: [10, 30])
-    sampler: list[bool] = field(default_factory=lambda: [True, False])
-    best: str = "reports/tuning/best_params.yaml"
+    storage: str  # relative sqlite paths resolve against the repository root
+    study_name: str
+    trials: int
+    seed: int
+    direction: str
+    condition: str
+    arm: str
+    lr: list[float]
+    weight_decay: list[float]
+    hidden: list[int]
+    dropout: list[float]
+    epochs: list[int]
+    sampler: list[bool]
+    best: str
 
 
 @dataclass(frozen=True)
@@ -202,13 +198,13 @@ class Params:
     train: Train
     dose: Dose
     evaluate: Evaluate
-    report: Report = field(default_factory=Report)
-    gate: Gate = field(default_factory=lambda: Gate(tolerance=0.05))
-    tune: Tune = field(default_factory=Tune)
+    report: Report
+    gate: Gate
+    tune: Tune
 
     def check(self) -> Params:
         """Cross-field rules that a single section cannot see."""
-        problems = []
+        problems = range_problems(self)
         problems += [
             f"prepare.conditions: {c!r} is not a Fitzpatrick 17k label"
             for c in self.prepare.conditions
@@ -242,10 +238,10 @@ class Params:
             problems.append("curate.mode must be auto or human")
         if self.curate.keep > self.generate.candidates:
             problems.append("curate.keep exceeds generate.candidates")
-        if not isinstance(self.generate.allow_partial, bool):
-            problems.append(f"generate.allow_partial must be true or false, not {self.generate.allow_partial!r}")
-        if self.train.repeats < 1:
-            problems.append("train.repeats must be at least 1")
+        if self.features.backbone != "vgg16":
+            problems.append(
+                f"features.backbone: only vgg16 (Groh et al.'s backbone) is implemented, not {self.features.backbone!r}"
+            )
         if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):
             problems.append("generate.diffusers.precision must be float32, bfloat16 or float16")
         if self.split.seed_conditions not in ("augmented", "all"):
@@ -273,32 +269,9 @@ class Params:
         return self
 
 
-T = TypeVar("T")
-
-
-def _build(cls: type[T], data: Any, where: str) -> T:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - names
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where}.{f.name}: missing")
-            continue
-        hint = hints[f.name]
-        value = data[f.name]
-        kwargs[f.name] = _build(hint, value, f"{where}.{f.name}") if dataclasses.is_dataclass(hint) else value
-    return cls(**kwargs)
-
-
 def parse(data: dict[str, Any]) -> Params:
     """Build and check Params from a params.yaml mapping (also used by tests to shrink a config)."""
-    return _build(Params, data, "params").check()
+    return build(Params, data, "params").check()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -68,31 +68,12 @@ def redact(url: str) -> str:
     return re.sub(r"^([A-Za-z][\w+.-]*://)[^/]*@", r"\1***@", url)
 
 
-def _bad_range(name: str, r: Any, *, log: bool = False, unit: bool = False, whole: bool = False) -> list[str]:
-    if not (isinstance(r, list | tuple) and len(r) == 2 and all(type(v) in (int, float) for v in r)):
-        return [f"tune.{name}: expected [low, high] numbers, got {r!r} (YAML reads 1e-4 as text: write 1.0e-4)"]
-    lo, hi = r
-    problems = [f"tune.{name}: low {lo} exceeds high {hi}"] if lo > hi else []
-    if log and lo <= 0:
-        problems.append(f"tune.{name}: a log-scale range needs low > 0, got {lo}")
-    if unit and not 0 <= lo <= hi < 1:
-        problems.append(f"tune.{name}: must lie in [0, 1), got {list(r)}")
-    if whole and not (type(lo) is int and type(hi) is int and lo >= 1):
-        problems.append(f"tune.{name}: must be whole numbers >= 1, got {list(r)}")
-    return problems
-
-
 def check(cfg: Tune, trials: int) -> None:
-    """Raise DermsynthError naming every bad range or choice of the `tune` block, or a missing input."""
+    """Raise DermsynthError naming a missing input, a bad --trials or an unknown direction, arm or condition."""
     missing = [str(p) for p in (paths.PREPARED_CONDITIONS, paths.FEATURES / "info.json") if not p.exists()]
     if missing:
         raise DermsynthError(f"tune reads {', '.join(missing)}: run `dvc repro features` first")
-    problems = _bad_range("lr", cfg.lr, log=True) + _bad_range("weight_decay", cfg.weight_decay, log=True)
-    problems += _bad_range("dropout", cfg.dropout, unit=True) + _bad_range("epochs", cfg.epochs, whole=True)
-    if not cfg.hidden or not all(type(h) is int and h > 0 for h in cfg.hidden):
-        problems.append(f"tune.hidden: expected a list of positive whole numbers, got {cfg.hidden!r}")
-    if not cfg.sampler or not all(isinstance(s, bool) for s in cfg.sampler):
-        problems.append(f"tune.sampler: expected a list of true/false, got {cfg.sampler!r}")
+    problems = []  # types and ranges of the block are checked when params.yaml is loaded (schema.py)
     if trials < 1:
         problems.append(f"tune.trials: expected at least 1, got {trials}")
     conditions = [slug(c) for c in load_conditions()]
