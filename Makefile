@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro repro-real test test-fast lint gate baseline ui clean remote push pull
+.PHONY: help install repro repro-real ci-study ci-baseline test test-fast lint gate baseline ui clean remote push pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,13 @@ repro: install ## run the whole study on the default (embedded) dataset: dvc rep
 
 repro-real: install ## the study on the real Fitzpatrick 17k in data/: dvc exp run with configs/real-data.yaml
 	dvc exp run $$(dermsynth overrides configs/real-data.yaml)
+
+ci-study: install ## the study at CI scale (configs/ci.yaml), gated against reports/baseline-ci.json
+	dvc exp run $$(dermsynth overrides configs/ci.yaml)
+	dermsynth gate --baseline reports/baseline-ci.json
+
+ci-baseline: install ## accept the CI-scale study's current numbers (after `make ci-study`) as its baseline
+	dermsynth gate --update --baseline reports/baseline-ci.json
 
 test: install ## run the test suite (includes a shrunk end-to-end dvc repro)
 	pytest -q

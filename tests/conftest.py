@@ -26,7 +26,8 @@ def shrink(raw: dict) -> dict:
     raw["split"].update(seeds_per_group=2)
     raw["generate"].update(candidates=3, conditions=["psoriasis"])
     raw["curate"].update(keep=2)
-    raw["features"].update(resize=36, crop=32, views=2, batch_size=32)
+    # float32: exact everywhere, and on CPUs without AMX/AVX512-BF16 bfloat16 is emulated and 2-4x slower
+    raw["features"].update(resize=36, crop=32, views=2, batch_size=32, precision="float32")
     raw["train"].update(
         epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=list(ARMS[:3])
     )  # tone_control needs two seeded conditions; tests/test_train.py covers it

@@ -306,7 +306,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 def set_arguments(overrides: dict[str, Any]) -> list[str]:
     """The overrides as `dvc exp run` arguments: -S key=value, values in YAML/JSON flow form."""
-    return [f"-S {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+    return [f"-S {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
 
 
 @functools.cache
