@@ -69,14 +69,25 @@ def embedded_data(workdir: Path, params: config.Params):
     return workdir
 
 
+SEED_COLUMNS = ["md5hash", "label", "group", "crop_x0", "crop_y0", "crop_size", "mask_box", "body_part", "noun", "note"]
+
+
 def project_copy(root: Path, with_annotations: bool = True) -> Path:
-    """The pipeline's definition and code copied into ``root``, for end-to-end `dvc repro` runs."""
+    """The pipeline's definition and code copied into ``root``, for end-to-end `dvc repro` runs.
+
+    Without the repository's annotations, every seed is on the defaults (header-only seeds.csv)
+    and no reviewer decision exists: what a study on other seeds (another embedded size) starts from.
+    """
     import shutil
 
     shutil.copy(REPO / "dvc.yaml", root)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     if with_annotations:
         shutil.copytree(REPO / "annotations", root / "annotations")
+    else:
+        (root / "annotations").mkdir()
+        (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
+        (root / "annotations" / "seeds.csv").write_text(",".join(SEED_COLUMNS) + "\n")
     return root
 
 

@@ -23,10 +23,6 @@ CANDIDATES = 4  # 4 seeds (2 per group) x 4 candidates = 16 planned requests
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = project_copy(tmp_path_factory.mktemp("delivery"), with_annotations=False)
-    (root / "annotations").mkdir()
-    (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
-    columns = ["md5hash", "label", "group", "crop_x0", "crop_y0", "crop_size", "mask_box", "body_part", "noun", "note"]
-    (root / "annotations" / "seeds.csv").write_text(",".join(columns) + "\n")  # every seed on the defaults
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["generate"]["candidates"] = CANDIDATES
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

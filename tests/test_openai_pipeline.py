@@ -23,14 +23,6 @@ pytestmark = pytest.mark.slow
 def openai_study(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("openai-study")
     project_copy(root, with_annotations=False)
-    (root / "annotations").mkdir()
-    (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
-    (root / "annotations" / "seeds.csv").write_text(
-        ",".join(
-            ["md5hash", "label", "group", "crop_x0", "crop_y0", "crop_size", "mask_box", "body_part", "noun", "note"]
-        )
-        + "\n"
-    )
     server = FakeOpenAI()
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["generate"].update(generator="openai")

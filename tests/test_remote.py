@@ -37,10 +37,6 @@ def clones(tmp_path_factory: pytest.TempPathFactory):
     a.mkdir()
     project_copy(a, with_annotations=False)
     shutil.copy(REPO / ".gitignore", a)
-    (a / "annotations").mkdir()
-    (a / "annotations" / "decisions.csv").write_text("file,decision,note\n")
-    columns = ["md5hash", "label", "group", "crop_x0", "crop_y0", "crop_size", "mask_box", "body_part", "noun", "note"]
-    (a / "annotations" / "seeds.csv").write_text(",".join(columns) + "\n")
     server = FakeOpenAI()
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["generate"].update(generator="openai")
