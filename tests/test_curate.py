@@ -3,12 +3,12 @@
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from dermsynth import curate, generate, io, paths
-from dermsynth.config import Curate
 
 
 @pytest.fixture
@@ -45,9 +45,8 @@ def test_a_copy_of_a_test_image_is_rejected(generated, capsys):
 
 def test_human_mode_refuses_until_every_candidate_has_a_decision(generated, workdir):
     params = generated
-    human = params.__class__(
-        **{**params.__dict__, "curate": Curate(keep=2, mode="human", decisions=str(workdir / "decisions.csv"))}
-    )
+    reviewed = replace(params.curate, keep=2, mode="human", decisions=str(workdir / "decisions.csv"))
+    human = replace(params, curate=reviewed)
     assert curate.main(human) == 1
     template = pd.read_csv(paths.CURATION_REPORTS / "decisions_template.csv", dtype=str, keep_default_na=False)
     assert set(template["decision"]) == {""}

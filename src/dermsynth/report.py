@@ -57,10 +57,10 @@ def simulation_header(params: Params, info: dict) -> list[str]:
     ]
 
 
-def arms_legend(present: set[str]) -> list[str]:
+def arms_legend(present: set[str], seeds: int) -> list[str]:
     """What each arm adds to the real images of the training group (the last one is a control, not the paper's)."""
     lines = [
-        "`fitz_only`: the real images of the training group. `seed`: plus the 8 seed images of the augmented "
+        f"`fitz_only`: the real images of the training group. `seed`: plus the {seeds} seed images of the augmented "
         "condition from the opposite skin-tone group. `synthetic_and_seed`: plus the synthetic images made from them."
     ]
     if "tone_control" in present:
@@ -155,7 +155,7 @@ def render(params: Params) -> str:
         "",
         "## Arms: accuracy on the augmented condition",
         "",
-        *arms_legend(set(arms["arm"])),
+        *arms_legend(set(arms["arm"]), params.split.seeds_per_group),
         arms_table(arms),
         "",
         "![arms](figures/arms.png)",
