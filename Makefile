@@ -67,8 +67,8 @@ remote: install ## set the team's DVC remote (commit .dvc/config): make remote U
 push: install ## send data, synthetic sets, features, models and reports to the DVC remote
 	dvc push
 
-pull: install ## fetch everything from the DVC remote, refill the generators' caches, rebuild the MLflow store
-	dvc pull
+pull: install ## fetch the pipeline's outputs from the DVC remote, refill the generators' caches, rebuild MLflow
+	dvc pull dvc.yaml
 	dermsynth cache import
 	dermsynth track
 

@@ -68,7 +68,7 @@ def env_b(clones: dict) -> dict[str, str]:
 
 def test_a_fresh_clone_pulls_and_reproduces_without_a_request_or_a_stage(clones):
     a, b, server = clones["a"], clones["b"], clones["server"]
-    run_ok(["dvc", "pull"], b, env_b(clones))
+    run_ok(["dvc", "pull", "dvc.yaml"], b, env_b(clones))  # the README's line
     out = run_ok(["dvc", "repro"], b, env_b(clones))
     assert ran(out) == set(), out
     assert "Data and pipelines are up to date" in out
