@@ -81,6 +81,7 @@ def project_copy(root: Path, with_annotations: bool = True) -> Path:
     import shutil
 
     shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copy(REPO / ".dvcignore", root)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     if with_annotations:
         shutil.copytree(REPO / "annotations", root / "annotations")

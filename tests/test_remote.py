@@ -106,6 +106,18 @@ def test_after_cache_import_a_regeneration_pays_for_nothing_already_made(clones)
     assert len(clones["server"].calls) == clones["paid"]  # every image answered by the imported cache
 
 
+def test_every_declared_plot_renders_in_a_git_repository(clones):
+    """In git, DVC writes reports/epochs/.gitignore beside the curves; .dvcignore keeps it out of the plot."""
+    import json
+
+    done = subprocess.run(["dvc", "plots", "show", "--json"], cwd=clones["a"], env=tool_env(), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert "errors" not in shown, shown.get("errors")
+    assert (clones["a"] / "reports" / "epochs" / ".gitignore").exists()
+    assert sum(name.startswith("reports/epochs/") for name in shown["data"]) >= 4
+
+
 def test_the_api_key_is_in_no_file_of_the_remote(clones):
     files = [p for p in clones["remote"].rglob("*") if p.is_file()]
     assert len(files) > 20
