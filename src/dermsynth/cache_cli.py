@@ -18,10 +18,9 @@ import pandas as pd
 
 from dermsynth import paths
 from dermsynth.config import Params
+from dermsynth.delivery import OK, REFUSALS
 from dermsynth.errors import DermsynthError
 from dermsynth.openai_images import ImageCache
-
-REFUSALS = ("moderation_blocked", "safety_blocked")
 
 
 def cache_folder(params: Params, generator: str) -> Path | None:
@@ -49,7 +48,7 @@ def import_images(manifest: pd.DataFrame, images: Path, cache: ImageCache, sourc
         if not png.exists():
             raise DermsynthError(f"{png}: listed in the manifest but missing (is `dvc pull` complete?)")
         record = {
-            "status": "ok",
+            "status": OK,
             "model": row.model,
             "prompt": row.prompt,
             "candidate": int(row.candidate),

@@ -15,13 +15,17 @@ import pandas as pd
 
 from dermsynth.errors import DermsynthError
 
-OK = "ok"
-FATAL = "fatal_error"
+# The status of one planned image, the same words for every backend (and in requests.csv).
+OK, ERROR = "ok", "error"
+BLOCKED, SAFETY_BLOCKED = "moderation_blocked", "safety_blocked"  # refused by the API / the pipeline's checker
+SKIPPED = "skipped_budget"  # not sent: the next call would have passed max_usd
+FATAL, NOT_SENT = "fatal_error", "not_sent"  # an error no retry can fix, and the requests it stopped
+REFUSALS = (BLOCKED, SAFETY_BLOCKED)
 CAUSES = {  # status -> how the summary names it
-    "skipped_budget": "budget (generate.openai.max_usd)",
-    "moderation_blocked": "moderation refusal",
-    "safety_blocked": "safety checker",
-    "not_sent": "not sent",
+    SKIPPED: "budget (generate.openai.max_usd)",
+    BLOCKED: "moderation refusal",
+    SAFETY_BLOCKED: "safety checker",
+    NOT_SENT: "not sent",
 }
 RETRY_HINT = "re-run to retry what failed (stored images are not paid or made again)"
 
@@ -55,7 +59,7 @@ def fatal_message(log: pd.DataFrame, log_path: Path) -> str | None:
         return None
     row = fatal.iloc[0]
     model = f" (model {row['model']})" if "model" in row and str(row["model"]) else ""
-    unsent = int((log["status"] == "not_sent").sum())
+    unsent = int((log["status"] == NOT_SENT).sum())
     return (
         f"generate stopped at an error no retry can fix: {row['detail']}{model}. {row.get('hint', '')}. "
         f"{unsent} more requests were not sent; log: {log_path}"

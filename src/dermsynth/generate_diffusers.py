@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from dermsynth import annotations, io, paths
 from dermsynth.config import DiffusersInpaint, Params
+from dermsynth.delivery import OK, SAFETY_BLOCKED
 from dermsynth.errors import DermsynthError
 from dermsynth.openai_images import ImageCache, edit_area, paste_outside_mask, to_png
 
@@ -142,23 +143,23 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> tuple[l
         for seed, image, mask, box, k in tqdm(jobs, desc="generate (diffusers)", unit="image"):
             torch_seed = candidate_seed(seed["md5hash"], k, gen.seed)
             key = request_key(model_id, seed["prompt"], image, mask, cfg, torch_seed)
-            png, status = cache.get(key), "ok"
+            png, status = cache.get(key), OK
             if cache.get_blocked(key) is not None:
-                status = "safety_blocked"
+                status = SAFETY_BLOCKED
             elif png is None:
                 pipe = pipe or load_pipeline(folder, cfg)
                 png, flagged = inpaint(pipe, seed["prompt"], image, mask, cfg, torch_seed)
                 record = {"prompt": seed["prompt"], "model": str(folder), "seed": torch_seed}
                 if flagged:
                     cache.put_blocked(key, record)
-                    status = "safety_blocked"
+                    status = SAFETY_BLOCKED
                 else:
                     cache.put(key, png, record)
-            detail = "" if status == "ok" else "the pipeline's safety checker flagged the image"
+            detail = "" if status == OK else "the pipeline's safety checker flagged the image"
             log.append(
                 {"seed_md5hash": seed["md5hash"], "candidate": k, "status": status, "detail": detail, "key": key}
             )
-            if status != "ok":
+            if status != OK:
                 continue
             name = f"{seed['md5hash']}_{k}.png"
             io.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, png)
@@ -180,6 +181,6 @@ def candidates(chosen: pd.DataFrame, params: Params, plan_only: bool) -> tuple[l
                     "key": key,
                 }
             )
-    blocked = sum(r["status"] == "safety_blocked" for r in log)
+    blocked = sum(r["status"] == SAFETY_BLOCKED for r in log)
     print(f"generate (diffusers): {len(rows)} images, {blocked} blocked by the safety checker, model {model_id[:12]}")
     return rows, log

@@ -30,16 +30,11 @@ from typing import Any
 import openai
 from tqdm import tqdm
 
+from dermsynth.delivery import BLOCKED, ERROR, FATAL, NOT_SENT, OK, SKIPPED
 from dermsynth.errors import DermsynthError
 from dermsynth.openai_budget import Budget, BudgetExceeded, affordable, estimate, price, price_table, request_price
 from dermsynth.openai_call import (
-    BLOCKED,
     DEFAULT_MODEL,
-    ERROR,
-    FATAL,
-    NOT_SENT,
-    OK,
-    SKIPPED,
     EditRequest,
     Outcome,
     RetryPolicy,

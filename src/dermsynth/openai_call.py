@@ -25,6 +25,7 @@ from typing import Any
 import httpx2
 import openai
 
+from dermsynth.delivery import BLOCKED, ERROR, FATAL, OK, SKIPPED
 from dermsynth.errors import DermsynthError
 from dermsynth.openai_budget import Budget, BudgetExceeded, request_price
 from dermsynth.openai_images import decode, to_png
@@ -32,8 +33,6 @@ from dermsynth.openai_images import decode, to_png
 log = logging.getLogger("dermsynth.openai")
 
 DEFAULT_MODEL = "gpt-image-2"
-OK, BLOCKED, ERROR, SKIPPED = "ok", "moderation_blocked", "error", "skipped_budget"
-FATAL, NOT_SENT = "fatal_error", "not_sent"  # an error no retry can fix, and the requests it stopped
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_*\-]{6,}")
 
 
