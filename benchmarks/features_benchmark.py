@@ -19,11 +19,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dermsynth import config, io, paths
-from dermsynth.backbone import DTYPES, Fc6Extractor, Head, load_vgg16
-from dermsynth.evaluate import planned_runs
+from dermsynth.analysis.grid import planned_runs
+from dermsynth.core import config, files, paths
 from dermsynth.features import ImageViews, pick_device
-from dermsynth.train import Features, fit, training_set
+from dermsynth.model.backbone import DTYPES, Fc6Extractor, Head, load_vgg16
+from dermsynth.model.fitting import fit
+from dermsynth.model.trainset import FeatureStore, training_set
 
 
 def sync(device: torch.device) -> None:
@@ -91,7 +92,7 @@ def backbone_rate(device: torch.device, precision: str, size: int, batch: int, b
 
 
 def cached_run(
-    params: config.Params, feats: Features, direction: str, condition: str, arm: str, dose: int | None
+    params: config.Params, feats: FeatureStore, direction: str, condition: str, arm: str, dose: int | None
 ) -> float:
     """Seconds for one training run on cached features (what each `train` stage does, minus start-up)."""
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
@@ -204,7 +205,7 @@ def main() -> None:
     results["gemm_float32"] = gemm_rate(device, torch.float32)
     results["gemm_bfloat16"] = gemm_rate(device, torch.bfloat16)
     results["backbone_224"] = [backbone_rate(device, p, 224, 16, args.batches) for p in ("bfloat16", "float32")]
-    feats = Features(paths.FEATURES)
+    feats = FeatureStore(paths.FEATURES)
     epochs = params.train.epochs
     cached = cached_run(params, feats, "light_to_dark", "psoriasis", "fitz_only", None)
     recomputed = recomputed_run(params, device, epochs)
@@ -227,8 +228,8 @@ def main() -> None:
         for run in runs:
             cached_run(params, feats, run["direction"], run["condition"], run["arm"], run["dose"])
         results["grid"] = {"runs": len(runs), "seconds": time.perf_counter() - start}
-    io.write_json(paths.REPORTS / "benchmarks.json", results)
-    io.write_text(paths.REPORTS / "benchmarks.md", markdown(results))
+    files.write_json(paths.REPORTS / "benchmarks.json", results)
+    files.write_text(paths.REPORTS / "benchmarks.md", markdown(results))
     print(markdown(results))
 
 

@@ -6,7 +6,7 @@ Usage (from the repository root):
         [--out reports/figures/mlflow_compare.png]
         [--condition psoriasis --direction light_to_dark --arms fitz_only synthetic_and_seed]
 
-Starts `mlflow server` on a free 127.0.0.1 port against the store (default: the one dermsynth.tracking
+Starts `mlflow server` on a free 127.0.0.1 port against the store (default: the one dermsynth.views.tracking
 uses, $MLFLOW_TRACKING_URI or sqlite:///<repo>/mlflow.db; an http(s):// store is used as it is),
 takes the latest run of each arm (tags arm, condition, direction; no dose-stage runs; the configuration
 run with tag repeat=all if there is one, else repeat=0) and opens
@@ -167,7 +167,7 @@ def check_page(out: Path, dom: str, runs: list[str]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="tracking URI (default: dermsynth.tracking.tracking_uri())")
+    parser.add_argument("--store", help="tracking URI (default: dermsynth.views.tracking.tracking_uri())")
     parser.add_argument("--out", type=Path, default=Path("reports/figures/mlflow_compare.png"))
     parser.add_argument("--condition", default="psoriasis")
     parser.add_argument("--direction", default="light_to_dark")
@@ -179,7 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.store is None:
-        from dermsynth import tracking
+        from dermsynth.views import tracking
 
         args.store = tracking.tracking_uri()
     try:

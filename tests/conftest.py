@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dermsynth import config
-from dermsynth.study import ARMS
+from dermsynth.core import config
+from dermsynth.core.study import ARMS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "fitzpatrick17k.csv"

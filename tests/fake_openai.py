@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dermsynth import openai_backend as ob
+from dermsynth.generators import openai_backend as ob
 
 CANARY = "sk-test-DERMSYNTH-CANARY-123"
 

@@ -1,4 +1,4 @@
-"""dermsynth.acquire against a loopback HTTP server and real folders/zips: statuses, resume, kill safety."""
+"""dermsynth.acquisition.acquire against a loopback HTTP server and real folders/zips: statuses, resume, kill safety."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth import acquire, io
+from dermsynth.acquisition import acquire
+from dermsynth.core import files
 
 TIMEOUT = 1.0  # client timeout in these tests; the slow route sleeps well past it
 FAST = {"timeout": TIMEOUT, "retries": 1, "backoff": 0.01, "progress": False}
@@ -47,8 +48,8 @@ def real_md5(data: bytes) -> str:
 
 def decodes(path: Path) -> bool:
     try:
-        io.load_rgb(path)
-    except io.BadImageError:
+        files.load_rgb(path)
+    except files.BadImageError:
         return False
     return True
 
@@ -272,7 +273,7 @@ KILL_SCRIPT = """
 import sys
 from pathlib import Path
 import pandas as pd
-from dermsynth import acquire
+from dermsynth.acquisition import acquire
 meta = pd.read_csv(sys.argv[1], dtype=str, keep_default_na=False)
 acquire.download(meta, Path(sys.argv[2]), Path(sys.argv[3]), workers=2, timeout=10, progress=False)
 """

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from dermsynth import annotations, paths
+from dermsynth.core import paths
+from dermsynth.generators import annotations
 
 
 def seeds_table() -> pd.DataFrame:

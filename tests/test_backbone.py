@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from dermsynth import backbone
+from dermsynth.model import backbone
 
 
 @pytest.fixture(scope="module")

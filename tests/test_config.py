@@ -1,6 +1,6 @@
 import pytest
 
-from dermsynth import config
+from dermsynth.core import config
 
 
 def test_committed_params_are_valid():

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from dermsynth import curate, generate, io, paths
+from dermsynth import curate, generate
+from dermsynth.core import files, paths
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_contact_sheet_renders_in_headless_chromium_with_every_image(generated, 
         "document.title='loaded='+i.filter(x=>x.complete&&x.naturalWidth>0).length+' of '+i.length})"
         "</script></body>",
     )
-    io.write_text(workdir / "probe.html", probe)
+    files.write_text(workdir / "probe.html", probe)
     done = subprocess.run(
         [
             "chromium",

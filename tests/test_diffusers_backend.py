@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth import annotations, generate, generate_diffusers, paths
-from dermsynth.errors import DermsynthError
+from dermsynth import generate
+from dermsynth.core import paths
+from dermsynth.core.errors import DermsynthError
+from dermsynth.generators import annotations, generate_diffusers
 
 from .tiny_diffusers import build_tiny_inpainting_pipeline
 

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermsynth import embedded, paths
-from dermsynth.config import Embedded
-from dermsynth.study import COUNT_COLUMNS, LABELS, REAL_COUNTS
+from dermsynth import embedded
+from dermsynth.core import paths
+from dermsynth.core.config import Embedded
+from dermsynth.core.study import COUNT_COLUMNS, LABELS, REAL_COUNTS
 
 from .conftest import SHARED_CSV
 

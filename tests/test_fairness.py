@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermsynth.fairness import expected_calibration_error, fairness_metrics, summarise_repeats, worst_group
+from dermsynth.analysis.fairness import expected_calibration_error, fairness_metrics, summarise_repeats, worst_group
 
 
 def _table(rows: list[tuple], group_col: str = "group") -> pd.DataFrame:

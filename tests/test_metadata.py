@@ -5,8 +5,10 @@ from collections import Counter
 
 import pytest
 
-from dermsynth import config, metadata, paths, prepare
-from dermsynth.study import LABELS
+from dermsynth import metadata
+from dermsynth.cohort import selection
+from dermsynth.core import config, paths
+from dermsynth.core.study import LABELS
 
 from .conftest import REPO
 
@@ -52,7 +54,7 @@ def test_report_without_any_image(workdir, params, hand_counts):
 def test_split_sizes_match_the_csv(hand_counts):
     """Sizes under the committed study parameters (8 + 8 seeds, 20% validation)."""
     committed = config.parse(config.read_yaml(REPO / "params.yaml"))
-    numbers, _ = metadata.feasibility(prepare.read_metadata(CSV), committed)
+    numbers, _ = metadata.feasibility(selection.read_metadata(CSV), committed)
     sizes = {(r["direction"], r["condition"]): r for r in numbers["split_sizes"]}
 
     def group(label_set, fsts):
@@ -118,7 +120,7 @@ PAPER_TEST_SIZES = {
 
 def test_test_sizes_per_condition_follow_the_papers_seed_design():
     committed = config.parse(config.read_yaml(REPO / "params.yaml"))
-    numbers, text = metadata.feasibility(prepare.read_metadata(CSV), committed)
+    numbers, text = metadata.feasibility(selection.read_metadata(CSV), committed)
     sizes = {(r["direction"], r["condition"]): r for r in numbers["split_sizes"]}
     for (direction, group), expected in PAPER_TEST_SIZES.items():
         assert {c: sizes[(direction, c)][f"test {group}"] for c in expected} == expected
@@ -128,7 +130,7 @@ def test_test_sizes_per_condition_follow_the_papers_seed_design():
 def test_seeds_for_every_condition_stay_available_as_a_parameter(hand_counts):
     raw = config.read_yaml(REPO / "params.yaml")
     raw["split"]["seed_conditions"] = "all"
-    numbers, _ = metadata.feasibility(prepare.read_metadata(CSV), config.parse(raw))
+    numbers, _ = metadata.feasibility(selection.read_metadata(CSV), config.parse(raw))
     sizes = {(r["direction"], r["condition"]): r for r in numbers["split_sizes"]}
     assert sizes[("light_to_dark", "all")]["seeds added"] == 56
     assert sizes[("dark_to_light", "basal cell carcinoma")]["test I-II"] == 241 - 8

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from dermsynth.compare import paired_balanced_accuracy
+from dermsynth.analysis.compare import paired_balanced_accuracy
+from dermsynth.analysis.metrics import net_benefit, run_metrics
+from dermsynth.analysis.stats import bootstrap_p, bootstrap_weights, percentile_interval
 from dermsynth.evaluate import with_changes
-from dermsynth.metrics import net_benefit, run_metrics
-from dermsynth.stats import bootstrap_p, bootstrap_weights, percentile_interval
 
 CLASSES = ["A", "B", "C"]
 TRUTH = ["A"] * 4 + ["B"] * 4 + ["C"] * 2

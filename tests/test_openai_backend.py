@@ -1,4 +1,4 @@
-"""dermsynth.openai_backend against a fake OpenAI server on 127.0.0.1, through the real openai client.
+"""dermsynth.generators.openai_backend against a fake OpenAI server on 127.0.0.1, through the real openai client.
 
 Every test counts the calls the server received: each one would be a paid image.
 """
@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermsynth import openai_backend as ob
-from dermsynth.errors import DermsynthError
-from dermsynth.openai_images import edit_area, temp_files
+from dermsynth.core.errors import DermsynthError
+from dermsynth.generators import openai_backend as ob
+from dermsynth.generators.openai_images import edit_area, temp_files
 from tests.fake_openai import CANARY, Action, FakeOpenAI, error, inverted, plan, seed_png
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,11 +22,12 @@ import torch
 import yaml
 from PIL import Image
 
-from dermsynth import config, metadata
-from dermsynth.backbone import load_vgg16
-from dermsynth.lesions import render
-from dermsynth.skin import ITA_BANDS
-from dermsynth.study import ARMS, LABELS
+from dermsynth import metadata
+from dermsynth.core import config
+from dermsynth.core.study import ARMS, LABELS
+from dermsynth.imaging.lesions import render
+from dermsynth.imaging.skin import ITA_BANDS
+from dermsynth.model.backbone import load_vgg16
 
 from .conftest import REPO, project_copy, run_ok
 

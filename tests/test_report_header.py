@@ -18,7 +18,7 @@ from dermsynth import report
     ],
 )
 def test_simulation_header(workdir, raw_params, root, weights, simulated):
-    from dermsynth import config
+    from dermsynth.core import config
 
     raw_params["dataset"]["root"] = root
     header = "\n".join(report.simulation_header(config.parse(raw_params), {"weights": weights}))

@@ -6,15 +6,17 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from dermsynth import generate, io, metadata, paths, prepare, split
-from dermsynth.config import Prepare
-from dermsynth.errors import DermsynthError
-from dermsynth.study import LABELS
+from dermsynth import generate, metadata, prepare, split
+from dermsynth.cohort import selection
+from dermsynth.core import files, paths
+from dermsynth.core.config import Prepare
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.study import LABELS
 
 
 def test_auto_ranks_every_label_by_its_smaller_extreme_count():
-    raw = prepare.read_metadata(metadata.shipped_csv())
-    chosen = prepare.select_conditions(raw, Prepare(selection="auto", conditions=[], auto_count=7))
+    raw = selection.read_metadata(metadata.shipped_csv())
+    chosen = selection.select_conditions(raw, Prepare(selection="auto", conditions=[], auto_count=7))
     with open(metadata.shipped_csv()) as fh:
         extremes = Counter()
         for r in csv.DictReader(fh):
@@ -31,7 +33,7 @@ def test_auto_ranks_every_label_by_its_smaller_extreme_count():
 
 
 def test_explicit_is_the_protocol_list(params):
-    chosen = prepare.select_conditions(pd.DataFrame(), params.prepare)
+    chosen = selection.select_conditions(pd.DataFrame(), params.prepare)
     assert chosen["mode"] == "explicit"
     assert chosen["conditions"] == list(LABELS)
 
@@ -40,7 +42,8 @@ def test_auto_mode_flows_through_the_stages(workdir, raw_params):
     """prepare writes the choice; split and later stages use it, not params.yaml's list."""
     import yaml
 
-    from dermsynth import config, embedded
+    from dermsynth import embedded
+    from dermsynth.core import config
 
     raw_params["prepare"].update(selection="auto", auto_count=3)
     raw_params["generate"].update(conditions=["basal cell carcinoma"])
@@ -49,7 +52,7 @@ def test_auto_mode_flows_through_the_stages(workdir, raw_params):
     params = config.load()
     embedded.main(params)
     prepare.main(params)
-    chosen = io.read_json(paths.PREPARED_CONDITIONS)["conditions"]
+    chosen = files.read_json(paths.PREPARED_CONDITIONS)["conditions"]
     assert len(chosen) == 3
     split.main(params)
     assert set(pd.read_csv(paths.SPLITS_TABLE)["label"]) == set(chosen)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dermsynth.lesions import RENDERERS, render
-from dermsynth.skin import (
+from dermsynth.imaging.lesions import RENDERERS, render
+from dermsynth.imaging.skin import (
     ITA_BANDS,
     fst_from_ita,
     group_ita_range,

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from dermsynth import paths, split
-from dermsynth.study import DIRECTIONS
+from dermsynth.cohort import splits
+from dermsynth.core import paths
+from dermsynth.core.study import DIRECTIONS
 
 
 def load():
@@ -42,11 +43,11 @@ def test_split_does_not_depend_on_row_order(embedded_data, params):
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     results = []
     for order in (prepared, prepared.sample(frac=1.0, random_state=3)):
-        rows = split.study_rows(order, params.prepare.conditions)
+        rows = splits.study_rows(order, params.prepare.conditions)
         rng = np.random.default_rng(params.split.seed)
-        seeds = split.draw_seeds(rows, params.prepare.conditions, params.split, rng)
+        seeds = splits.draw_seeds(rows, params.prepare.conditions, params.split, rng)
         results.append(
-            split.make_splits(rows, seeds, params.split, rng)
+            splits.make_splits(rows, seeds, params.split, rng)
             .sort_values(["direction", "md5hash"])
             .reset_index(drop=True)
         )
@@ -61,5 +62,5 @@ def test_unusable_rows_are_left_to_validate(params):
             "fitzpatrick_scale": ["7", "2", "1"],
         }
     )
-    rows = split.study_rows(prepared, params.prepare.conditions)
+    rows = splits.study_rows(prepared, params.prepare.conditions)
     assert list(rows["md5hash"]) == ["b" * 32]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from dermsynth.stats import dose_trend, holm, mcnemar_exact, paired_counts, wald, wilson
+from dermsynth.analysis.stats import dose_trend, holm, mcnemar_exact, paired_counts, wald, wilson
 
 
 def test_wald_matches_the_worked_example():

@@ -1,4 +1,5 @@
-from dermsynth import paths, tracking
+from dermsynth.core import paths
+from dermsynth.views import tracking
 
 
 def test_store_is_at_the_repository_root(workdir, monkeypatch):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dermsynth.errors import DermsynthError
-from dermsynth.train import training_set
+from dermsynth.core.errors import DermsynthError
+from dermsynth.model.trainset import training_set
 
 
 def tables(n_seeds: int = 16, per_seed: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,8 +18,9 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from dermsynth import config, io, paths, tune
-from dermsynth.errors import DermsynthError
+from dermsynth import tune
+from dermsynth.core import config, files, paths
+from dermsynth.core.errors import DermsynthError
 
 from .conftest import REPO, shrink
 
@@ -122,7 +123,8 @@ def test_two_workers_share_one_study_and_its_trial_budget(project, monkeypatch):
     worker = textwrap.dedent(f"""
         import pathlib, sys, time
         import mlflow
-        from dermsynth import config, tune
+        from dermsynth import tune
+        from dermsynth.core import config
         pathlib.Path(sys.argv[1]).touch()
         while not pathlib.Path("go").exists():
             time.sleep(0.02)
@@ -174,7 +176,7 @@ def corrupt_features(keys: set[str]) -> None:
         n = n or len(array) // len(index)
         rows = [i * n + j for i in np.flatnonzero(index.isin(keys)) for j in range(n)]
         array[rows] = rng.normal(0, 50, (len(rows), array.shape[1])).astype(array.dtype)
-        with io.atomic_path(paths.FEATURES / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+        with files.atomic_path(paths.FEATURES / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, array)
 
 
@@ -189,7 +191,7 @@ def test_tuning_never_reads_a_test_set(project, params):
     corrupt_features(keys)
     splits.loc[test, "md5hash"] = "f" * 32  # no such image: reading one would fail
     splits.loc[test, "label"] = "not a condition"
-    io.write_csv(paths.SPLITS_TABLE, splits)
+    files.write_csv(paths.SPLITS_TABLE, splits)
     assert outcome(project, params, "after") == before
 
     corrupt_features(set(splits.loc[direction & (splits["role"] == "val"), "md5hash"]))  # the control: val is read

@@ -3,7 +3,9 @@
 import pandas as pd
 import pytest
 
-from dermsynth import config, paths, prepare, split, validate
+from dermsynth import prepare, split, validate
+from dermsynth.checks import suites
+from dermsynth.core import config, paths
 
 
 def raw_metadata() -> pd.DataFrame:
@@ -100,12 +102,12 @@ def test_an_empty_image_file_is_named_as_empty(embedded_data, raw_params, capsys
     assert "empty file (0 bytes)" in (paths.VALIDATION_REPORTS / "report.md").read_text()
 
 
-def split_failures(splits: pd.DataFrame) -> list[validate.Failure]:
+def split_failures(splits: pd.DataFrame) -> list[suites.Failure]:
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str)
-    return validate.run_suite(
+    return suites.run_suite(
         "splits",
-        validate.splits_frame(splits),
-        validate.split_rules(sorted(seeds["md5hash"])),
+        suites.splits_frame(splits),
+        suites.split_rules(sorted(seeds["md5hash"])),
         ["direction", "role", "md5hash"],
     )
 
@@ -114,7 +116,7 @@ def test_overlapping_roles_fail(embedded_data):
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str)
     leaked = splits[(splits["role"] == "train")].head(1).assign(role="val")
     failures = split_failures(pd.concat([splits, leaked], ignore_index=True))
-    assert [f.rule for f in failures] == [validate.split_rules([])[0].text]
+    assert [f.rule for f in failures] == [suites.split_rules([])[0].text]
     assert failures[0].rows[0]["md5hash"] == leaked["md5hash"].iloc[0]
 
 
@@ -131,7 +133,7 @@ def test_validation_from_another_group_fails(embedded_data):
     i = splits.index[(splits["role"] == "test") & (splits["direction"] == "light_to_dark")][0]
     splits.loc[i, "role"] = "val"
     failures = split_failures(splits)
-    assert [f.rule for f in failures] == [validate.split_rules([])[1].text]
+    assert [f.rule for f in failures] == [suites.split_rules([])[1].text]
 
 
 def test_synthetic_parent_in_test_set_fails(embedded_data, params):
@@ -139,8 +141,8 @@ def test_synthetic_parent_in_test_set_fails(embedded_data, params):
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str)
     test_md5 = splits.loc[splits["role"] == "test", "md5hash"].iloc[0]
     manifest = pd.DataFrame({"file": ["a_0.jpg", "b_0.jpg"], "seed_md5hash": [seeds["md5hash"].iloc[0], test_md5]})
-    with pytest.raises(validate.ValidationFailed) as err:
-        validate.check_synthetic(manifest, splits, seeds, params)
+    with pytest.raises(suites.ValidationFailed) as err:
+        suites.check_synthetic(manifest, splits, seeds, params)
     text = str(err.value)
     assert "no synthetic image's parent seed is in any test set" in text
     assert "b_0.jpg" in text

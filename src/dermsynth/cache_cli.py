@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import paths
-from dermsynth.config import Params
-from dermsynth.delivery import OK, REFUSALS
-from dermsynth.errors import DermsynthError
-from dermsynth.openai_images import ImageCache
+from dermsynth.core import paths
+from dermsynth.core.config import Params
+from dermsynth.core.errors import DermsynthError
+from dermsynth.generators.delivery import OK, REFUSALS
+from dermsynth.generators.openai_images import ImageCache
 
 
 def cache_folder(params: Params, generator: str) -> Path | None:

@@ -25,7 +25,7 @@ STAGES = {
 }
 
 
-MODULES = {"data": "data_cli", "seeds": "annotations", "cache": "cache_cli"}
+MODULES = {"data": "data_cli", "seeds": "generators.annotations", "cache": "cache_cli"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,8 +127,8 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from dermsynth import config
-    from dermsynth.errors import DermsynthError
+    from dermsynth.core import config
+    from dermsynth.core.errors import DermsynthError
 
     try:
         if args.command == "overrides":

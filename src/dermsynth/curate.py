@@ -31,11 +31,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dermsynth import contact_sheet, io, paths
-from dermsynth.config import Curate, Params
-from dermsynth.skin import group_ita_range, skin_ita
-from dermsynth.study import GROUPS
-from dermsynth.validate import ValidationFailed, check_synthetic, screen_near_duplicates
+from dermsynth.checks.suites import ValidationFailed, check_synthetic, screen_near_duplicates
+from dermsynth.core import files, paths
+from dermsynth.core.config import Curate, Params
+from dermsynth.core.study import GROUPS
+from dermsynth.imaging import contact_sheet
+from dermsynth.imaging.skin import group_ita_range, skin_ita
 
 
 def laplacian_variance(rgb: np.ndarray) -> float:
@@ -104,9 +105,9 @@ def score_all(manifest: pd.DataFrame, splits: pd.DataFrame, params: Params) -> p
     scores = []
     for row in manifest.itertuples():
         if row.seed_md5hash not in seeds:
-            seeds[row.seed_md5hash] = io.load_array(paths.image_file(images, row.seed_md5hash))
+            seeds[row.seed_md5hash] = files.load_array(paths.image_file(images, row.seed_md5hash))
         path = paths.GENERATED / paths.IMAGES_NAME / row.file
-        candidate = io.load_array(path)
+        candidate = files.load_array(path)
         score = score_candidate(candidate, same_size(seeds[row.seed_md5hash], candidate.shape), row.seed_group)
         distances = (test_bits != phash_bits(path)).sum(axis=1) if len(test_md5) else np.array([64])
         nearest = int(distances.argmin())
@@ -147,7 +148,7 @@ def apply_decisions(ranked: pd.DataFrame, cfg: Curate) -> pd.DataFrame:
     if pending.any():
         template = ranked[["file", "seed_md5hash", "label", "score", "decision"]]
         template = template.rename(columns={"decision": "suggestion"}).assign(decision="", note="")
-        io.write_csv(paths.CURATION_REPORTS / "decisions_template.csv", template)
+        files.write_csv(paths.CURATION_REPORTS / "decisions_template.csv", template)
         missing = ranked.loc[pending, "file"].tolist()
         raise CurationPending(
             f"{len(missing)} candidates have no decision in {path}: {missing[:10]}{' ...' if len(missing) > 10 else ''}"
@@ -187,8 +188,8 @@ def write_outputs(scored: pd.DataFrame, curated: pd.DataFrame, params: Params) -
     out_images.mkdir(parents=True, exist_ok=True)
     for name in curated["file"]:
         shutil.copyfile(paths.GENERATED / paths.IMAGES_NAME / name, out_images / name)
-    io.write_csv(paths.CURATED / "scores.csv", scored)
-    io.write_csv(paths.CURATED / paths.MANIFEST_NAME, curated)
+    files.write_csv(paths.CURATED / "scores.csv", scored)
+    files.write_csv(paths.CURATED / paths.MANIFEST_NAME, curated)
 
 
 def main(params: Params) -> int:
@@ -205,7 +206,7 @@ def main(params: Params) -> int:
         paths.GENERATED / paths.IMAGES_NAME,
         f"Synthetic candidates ({params.generate.generator})",
     )
-    io.write_text(paths.CURATION_REPORTS / "contact_sheet.html", sheet)
+    files.write_text(paths.CURATION_REPORTS / "contact_sheet.html", sheet)
     try:
         if cfg.mode == "human":
             scored = apply_decisions(scored, cfg)

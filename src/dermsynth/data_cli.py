@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dermsynth import acquire, metadata, paths, prepare
-from dermsynth.config import Params
+from dermsynth import metadata
+from dermsynth.acquisition import acquire
+from dermsynth.cohort import selection
+from dermsynth.core import paths
+from dermsynth.core.config import Params
 
 DATA = Path("data")
 
 
 def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
-    raw = prepare.read_metadata(paths.dataset_metadata(str(DATA)))
+    raw = selection.read_metadata(paths.dataset_metadata(str(DATA)))
     explicit = params.prepare.selection == "explicit"
     rows = raw[raw["label"].isin(params.prepare.conditions)] if explicit and not all_labels else raw
     return rows.head(limit) if limit else rows
@@ -39,7 +42,7 @@ def main(params: Params, args: argparse.Namespace) -> int:
             verify_md5=args.verify_md5,
         )
     else:
-        raw = prepare.read_metadata(paths.dataset_metadata(str(DATA)))
+        raw = selection.read_metadata(paths.dataset_metadata(str(DATA)))
         result = acquire.import_images(Path(args.source), raw, images, reports, verify_md5=args.verify_md5)
     print(
         f"data: {args.verb}: "

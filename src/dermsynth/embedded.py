@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dermsynth import io, paths
-from dermsynth.config import Embedded, Params
-from dermsynth.lesions import render
-from dermsynth.skin import ITA_BANDS
-from dermsynth.study import COUNT_COLUMNS, PARTITIONS, REAL_COUNTS
+from dermsynth.core import files, paths
+from dermsynth.core.config import Embedded, Params
+from dermsynth.core.study import COUNT_COLUMNS, PARTITIONS, REAL_COUNTS
+from dermsynth.imaging.lesions import render
+from dermsynth.imaging.skin import ITA_BANDS
 
 COLUMNS = [
     "md5hash",
@@ -57,7 +57,7 @@ def make_image(label: str, fst: int, cfg: Embedded, rng: np.random.Generator) ->
     pixel_fst = fst if fst in ITA_BANDS else int(rng.integers(1, 7))
     lo, hi = ITA_BANDS[pixel_fst]
     rgb = render(label, rng.uniform(lo, hi), cfg.image_size, rng)
-    return io.encode_jpeg(rgb, cfg.jpeg_quality)
+    return files.encode_jpeg(rgb, cfg.jpeg_quality)
 
 
 def build(cfg: Embedded, out: Path) -> pd.DataFrame:
@@ -71,13 +71,13 @@ def build(cfg: Embedded, out: Path) -> pd.DataFrame:
         rng = np.random.default_rng(stream)
         data = make_image(label, fst, cfg, rng)
         md5 = hashlib.md5(data).hexdigest()
-        io.write_bytes(paths.image_file(images, md5), data)
+        files.write_bytes(paths.image_file(images, md5), data)
         nine, three = PARTITIONS[label]
         rows.append([md5, fst, _centaur(fst, rng), label, nine, three, "", "", ""])
     frame = pd.DataFrame(rows, columns=COLUMNS)
     order = np.random.default_rng(streams[-1]).permutation(len(frame))
     frame = frame.iloc[order].reset_index(drop=True)
-    io.write_csv(paths.dataset_metadata(str(out)), frame)
+    files.write_csv(paths.dataset_metadata(str(out)), frame)
     return frame
 
 

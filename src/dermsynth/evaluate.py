@@ -16,11 +16,11 @@ import math
 
 import pandas as pd
 
-from dermsynth import compare, io, paths
-from dermsynth.config import Params
-from dermsynth.grid import arm_of, planned_runs
-from dermsynth.prepare import load_conditions
-from dermsynth.study import DIRECTIONS, slug
+from dermsynth.analysis import compare
+from dermsynth.analysis.grid import arm_of, planned_runs
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
+from dermsynth.core.study import DIRECTIONS, load_conditions, slug
 
 CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "repeats")
 # Net benefit over the whole test group: (column in the tables, key under test/<group>/ in the run's metrics).
@@ -58,7 +58,7 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {"arms": [], "dose": [], "spillover": []}
     labels = load_conditions()
     for run in planned_runs(params):
-        m = io.read_json(paths.RUN_METRICS / f"{run['name']}.json")
+        m = files.read_json(paths.RUN_METRICS / f"{run['name']}.json")
         ident = {"direction": run["direction"], "condition": run["condition"], "arm": arm_of(run)}
         for group in DIRECTIONS[run["direction"]].test_groups:
             key = f"test/{group}/{run['condition']}"
@@ -177,14 +177,14 @@ def main(params: Params) -> None:
     trends = compare.dose_trends(params)
     runs = [{**run, "arm": arm_of(run)} for run in planned_runs(params)]
     fairness = compare.fairness_table(runs)
-    io.write_json(paths.STUDY_METRICS, keyed(rows))
+    files.write_json(paths.STUDY_METRICS, keyed(rows))
     for name, items in rows.items():
-        io.write_csv(paths.PLOTS / f"{name}.csv", with_plot_labels(name, pd.DataFrame(items)))
+        files.write_csv(paths.PLOTS / f"{name}.csv", with_plot_labels(name, pd.DataFrame(items)))
     central = compare.synthetic_vs_seed(params)
     tables = {"paired_tests": tests, "synthetic_vs_seed": central, "dose_trend": trends, "fairness": fairness}
     for name, table in tables.items():
-        io.write_csv(paths.TABLES / f"{name}.csv", table)
-    io.write_json(paths.SUMMARY, summary(rows, central, params))
+        files.write_csv(paths.TABLES / f"{name}.csv", table)
+    files.write_json(paths.SUMMARY, summary(rows, central, params))
     print(
         f"evaluate: {len(rows['arms'])} arm cells, {len(rows['dose'])} dose cells, "
         f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests against fitz_only, "

@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from dermsynth import io, paths
-from dermsynth.backbone import DTYPES, FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
-from dermsynth.config import Features, Params
+from dermsynth.core import files, paths
+from dermsynth.core.config import Features, Params
+from dermsynth.model.backbone import DTYPES, FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
 
 
 def eval_transform(cfg: Features) -> T.Compose:
@@ -62,7 +62,7 @@ class ImageViews(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         path, view = self.items[i]
-        image = io.load_rgb(path)
+        image = files.load_rgb(path)
         if view < 0:
             return self.eval_tf(image)
         digest = hashlib.sha256(f"{self.seed}:{path.name}:{view}".encode()).digest()
@@ -81,7 +81,7 @@ def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     workers = 1 if (os.cpu_count() or 1) > 1 else 0
     loader = DataLoader(ImageViews(items, cfg), batch_size=cfg.batch_size, num_workers=workers)
-    with io.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), FC6_DIM))
         start = 0
         with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="img") as bar:
@@ -127,9 +127,9 @@ def main(params: Params, device: str | None = None) -> None:
     items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]
     extract(model, items, cfg, out / "views.npy", f"features/{cfg.views} views")
     torch.save(vgg.classifier[3].state_dict(), out / "fc7.pt")
-    io.write_csv(out / "eval_index.csv", eval_index)
-    io.write_csv(out / "views_index.csv", views_index)
-    io.write_json(
+    files.write_csv(out / "eval_index.csv", eval_index)
+    files.write_csv(out / "views_index.csv", views_index)
+    files.write_json(
         out / "info.json",
         {
             "backbone": cfg.backbone,

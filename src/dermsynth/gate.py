@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dermsynth import io, paths
-from dermsynth.config import Params
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
 
 GATED_TABLES = ("arms", "dose")
 GATED_VALUES = {"acc": "accuracy", "bal_acc": "balanced accuracy"}
@@ -48,16 +48,16 @@ def baseline_cells(table: dict[str, dict]) -> dict[str, dict]:
 
 def main(params: Params, baseline: str | None = None, metrics: str | None = None, update: bool = False) -> int:
     baseline_path = Path(baseline) if baseline else paths.BASELINE
-    fresh = io.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
+    fresh = files.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
     if update:
-        io.write_json(baseline_path, {t: baseline_cells(fresh[t]) for t in GATED_TABLES})
+        files.write_json(baseline_path, {t: baseline_cells(fresh[t]) for t in GATED_TABLES})
         print(f"gate: wrote {baseline_path}")
         return 0
     if not baseline_path.exists():
         print(f"gate: no baseline at {baseline_path}; create one with `dermsynth gate --update`")
         return 2
-    problems = compare(io.read_json(baseline_path), fresh, params.gate.tolerance)
-    cells = sum(len(io.read_json(baseline_path).get(t, {})) for t in GATED_TABLES)
+    problems = compare(files.read_json(baseline_path), fresh, params.gate.tolerance)
+    cells = sum(len(files.read_json(baseline_path).get(t, {})) for t in GATED_TABLES)
     if problems:
         print(f"gate: FAILED, {len(problems)} of {cells} cells regressed (tolerance {params.gate.tolerance}):")
         print("\n".join(f"  {p}" for p in problems))

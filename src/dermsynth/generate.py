@@ -21,12 +21,12 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from dermsynth import annotations, delivery, io, paths
-from dermsynth.config import Generate, Params
-from dermsynth.errors import DermsynthError
-from dermsynth.prepare import load_conditions
-from dermsynth.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
-from dermsynth.study import GROUPS
+from dermsynth.core import files, paths
+from dermsynth.core.config import Generate, Params
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.study import GROUPS, load_conditions
+from dermsynth.generators import annotations, delivery
+from dermsynth.imaging.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
 
 MANIFEST_COLUMNS = [
     "file",
@@ -116,11 +116,11 @@ def offline(chosen: pd.DataFrame, params: Params) -> tuple[list[dict], list[dict
     images = paths.dataset_images(params.dataset.root)
     rows, log = [], []
     for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):
-        seed_rgb = io.load_array(paths.image_file(images, seed.md5hash))
+        seed_rgb = files.load_array(paths.image_file(images, seed.md5hash))
         for k in range(cfg.candidates):
             pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
             name = f"{seed.md5hash}_{k}.jpg"
-            io.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, io.encode_jpeg(pixels, 92))
+            files.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, files.encode_jpeg(pixels, 92))
             log.append({"seed_md5hash": seed.md5hash, "candidate": k, "status": delivery.OK, "detail": ""})
             rows.append(
                 {
@@ -154,7 +154,7 @@ def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> Run:
         raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {list(BACKENDS)}")
     chosen = seeds_to_use(seeds, params)
     if cfg.generator in ("openai", "diffusers"):  # imported on demand: each has its own dependencies
-        backend = importlib.import_module(f"dermsynth.generate_{cfg.generator}")
+        backend = importlib.import_module(f"dermsynth.generators.generate_{cfg.generator}")
         rows, log = backend.candidates(chosen, params, dry_run)
     else:
         rows, log = offline(chosen, params)
@@ -181,7 +181,7 @@ def main(params: Params, dry_run: bool = False) -> None:
     if dry_run:
         return
     log_path = paths.GENERATED / paths.REQUESTS_NAME
-    io.write_csv(log_path, run.log)
+    files.write_csv(log_path, run.log)
     print(delivery.check(run.planned, run.log, params.generate.allow_partial, log_path))
-    io.write_csv(paths.GENERATED / paths.MANIFEST_NAME, run.manifest)
+    files.write_csv(paths.GENERATED / paths.MANIFEST_NAME, run.manifest)
     print(f"generate: {len(run.manifest)} candidates from {run.manifest['seed_md5hash'].nunique()} seeds")

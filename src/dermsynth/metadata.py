@@ -19,10 +19,11 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from dermsynth import io, paths, prepare, split
-from dermsynth.config import Params
-from dermsynth.errors import DermsynthError
-from dermsynth.study import DIRECTIONS, REAL_COUNTS, fitzpatrick_labels
+from dermsynth.cohort import selection, splits
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.study import DIRECTIONS, REAL_COUNTS, fitzpatrick_labels
 
 SHIPPED_SHA256 = "851dfaabf1791c2a8b1c2957619f3e0673cf0002f4ce924a5c02d185c7d4a1cd"
 
@@ -42,7 +43,7 @@ def install_metadata(dest: Path) -> Path:
     digest = sha256(source)
     if digest != SHIPPED_SHA256:
         raise DermsynthError(f"{source}: sha256 {digest} differs from the pinned {SHIPPED_SHA256}")
-    io.write_bytes(dest, source.read_bytes())
+    files.write_bytes(dest, source.read_bytes())
     return dest
 
 
@@ -125,17 +126,17 @@ def url_summary(raw: pd.DataFrame, conditions: list[str]) -> dict:
 
 def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
     """The report's numbers (JSON) and its Markdown text."""
-    selection = prepare.select_conditions(
+    chosen = selection.select_conditions(
         raw[pd.to_numeric(raw["fitzpatrick_scale"], errors="coerce") > 0], params.prepare
     )
-    conditions = selection["conditions"]
-    kept, summary = prepare.clean(raw, conditions)
-    rows = split.study_rows(kept, conditions)
+    conditions = chosen["conditions"]
+    kept, summary = selection.clean(raw, conditions)
+    rows = splits.study_rows(kept, conditions)
     rng = np.random.default_rng(params.split.seed)
-    seeds = split.draw_seeds(rows, split.seeded_conditions(conditions, params), params.split, rng)
-    sizes = split_sizes(split.make_splits(rows, seeds, params.split, rng), conditions, params.generate.conditions)
+    seeds = splits.draw_seeds(rows, splits.seeded_conditions(conditions, params), params.split, rng)
+    sizes = split_sizes(splits.make_splits(rows, seeds, params.split, rng), conditions, params.generate.conditions)
     counts = count_table(raw, conditions)
-    ranking = prepare.label_ranking(raw).head(15)
+    ranking = selection.label_ranking(raw).head(15)
     urls = url_summary(raw, conditions)
     in_study = sorted(set(raw["label"]) & set(conditions))
     numbers = {
@@ -185,12 +186,12 @@ def feasibility(raw: pd.DataFrame, params: Params) -> tuple[dict, str]:
 
 def main(params: Params, csv: str | None = None) -> None:
     source = Path(csv) if csv else paths.dataset_metadata(params.dataset.root)
-    raw = prepare.read_metadata(source)
+    raw = selection.read_metadata(source)
     unknown = sorted(set(raw["label"]) - fitzpatrick_labels())
     if unknown:
         print(f"metadata: {len(unknown)} labels are not Fitzpatrick 17k labels: {unknown[:5]}")
     numbers, text = feasibility(raw, params)
     numbers["source"] = str(source)
-    io.write_json(paths.METADATA_REPORTS / "summary.json", numbers)
-    io.write_text(paths.METADATA_REPORTS / "report.md", text)
+    files.write_json(paths.METADATA_REPORTS / "summary.json", numbers)
+    files.write_text(paths.METADATA_REPORTS / "report.md", text)
     print(f"metadata: wrote {paths.METADATA_REPORTS / 'report.md'} from {source}")

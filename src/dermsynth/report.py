@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io, paths
-from dermsynth.config import Params
-from dermsynth.figures import arms_figure, dose_figure
-from dermsynth.report_tables import (
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
+from dermsynth.views.figures import arms_figure, dose_figure
+from dermsynth.views.report_tables import (
     arms_table,
     central_table,
     counts_table,
@@ -103,9 +103,9 @@ def read_table(name: str) -> pd.DataFrame:
 
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
-    selection = io.read_json(paths.PREPARED_CONDITIONS)
+    selection = files.read_json(paths.PREPARED_CONDITIONS)
     prepared = prepared[prepared["label"].isin(selection["conditions"])]
-    summary = io.read_json(paths.PREPARED_SUMMARY)
+    summary = files.read_json(paths.PREPARED_SUMMARY)
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     arms = pd.read_csv(paths.PLOTS / "arms.csv")
     dose = pd.read_csv(paths.PLOTS / "dose.csv")
@@ -114,7 +114,7 @@ def render(params: Params) -> str:
     trends = read_table("dose_trend")
     fairness = pd.read_csv(paths.TABLES / "fairness.csv")
     central = read_table("synthetic_vs_seed")
-    info = io.read_json(paths.FEATURES / "info.json")
+    info = files.read_json(paths.FEATURES / "info.json")
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
     chance = 1 / len(selection["conditions"])
     arms_figure(arms, chance)
@@ -225,5 +225,5 @@ def render(params: Params) -> str:
 
 
 def main(params: Params) -> None:
-    io.write_text(paths.REPORT, render(params))
+    files.write_text(paths.REPORT, render(params))
     print(f"report: wrote {paths.REPORT} and {paths.FIGURES}/")

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth import io, paths, tracking
-from dermsynth.config import Params, read_yaml
-from dermsynth.figures import confusion_figure
-from dermsynth.grid import planned_runs, test_metrics
-from dermsynth.metrics import fairness, run_metrics
-from dermsynth.prepare import load_conditions
+from dermsynth.analysis.grid import planned_runs, test_metrics
+from dermsynth.analysis.metrics import fairness, run_metrics
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params, read_yaml
+from dermsynth.core.study import load_conditions
+from dermsynth.views import tracking
+from dermsynth.views.figures import confusion_figure
 
 DONE = "complete"  # value of the `tracked` tag, set last: a run without it was cut short and is replaced
 TABLE_FILES = {
@@ -148,12 +149,12 @@ def log_configuration(
     import mlflow
 
     name = run["name"]
-    training = io.read_json(paths.run_dir(name) / paths.TRAINING_NAME)
+    training = files.read_json(paths.run_dir(name) / paths.TRAINING_NAME)
     predictions = pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
     tags = {**configuration_tags(params, run, info, training), "fingerprint": fingerprint}
     with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, nested=True):
         mlflow.log_params({**flat, "n_train": training["n_train"], "n_synthetic": training["n_synthetic"]})
-        mlflow.log_metrics(io.read_json(paths.RUN_METRICS / f"{name}.json"))
+        mlflow.log_metrics(files.read_json(paths.RUN_METRICS / f"{name}.json"))
         for dataset, context in inputs:
             mlflow.log_input(dataset, context=context)
         with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +197,7 @@ def log_tables() -> dict[str, float]:
             mlflow.log_table(table, artifact_file=f"tables/{name}.json")
             table.to_csv(Path(tmp) / f"{name}.csv", index=False)
         mlflow.log_artifacts(tmp, artifact_path="tables")
-    summary = io.read_json(paths.SUMMARY) if paths.SUMMARY.exists() else {}
+    summary = files.read_json(paths.SUMMARY) if paths.SUMMARY.exists() else {}
     flat = {f"summary/{block}/{k}": v for block, values in summary.items() for k, v in values.items()}
     metrics = {**test_metrics(tables), **{k: v for k, v in flat.items() if v is not None}}
     mlflow.log_metrics(metrics)
@@ -225,7 +226,7 @@ def main(params: Params) -> int:
     flat = flatten(read_yaml(paths.root() / "params.yaml"))
     runs = planned_runs(params)
     per_run, grid_fp = fingerprints(runs, flat)
-    info = io.read_json(paths.FEATURES / "info.json")
+    info = files.read_json(paths.FEATURES / "info.json")
     with tracking.store_lock(tracking.tracking_uri()):  # queued experiments track into one store one at a time
         client = mlflow.MlflowClient()
         complete, partial = tracked_runs(client, experiment, {grid_fp, *per_run.values()})
@@ -239,7 +240,7 @@ def main(params: Params) -> int:
             for run in missing:
                 log_configuration(params, experiment, run, per_run[run["name"]], flat, info, inputs)
             mlflow.set_tag("tracked", DONE)
-    io.write_json(paths.TRACKING, {"grid": grid_fp, "configurations": per_run})
+    files.write_json(paths.TRACKING, {"grid": grid_fp, "configurations": per_run})
     print(
         f"track: grid run {grid_id} in {tracking.tracking_uri()}: {len(missing)} configuration runs added, "
         f"{len(runs) - len(missing)} already there" + ("" if grid else "; new grid run")

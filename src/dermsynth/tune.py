@@ -2,7 +2,7 @@
 
 Why validation only: the test sets are what the study measures; hyper-parameters chosen on them
 would make every reported test accuracy optimistic. Tuning reads data only through
-`train.load_run_data`, which drops the test rows of the splits table first, so the test sets
+`model.trainset.load_run_data`, which drops the test rows of the splits table first, so the test sets
 stay untouched until `train` predicts them once, at the end. The result, `tune.best`, is a
 proposal that a person copies into params.yaml.
 
@@ -36,12 +36,13 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from dermsynth import io, paths, tracking
-from dermsynth.config import Params, Tune
-from dermsynth.errors import DermsynthError
-from dermsynth.prepare import load_conditions
-from dermsynth.study import ARMS, DIRECTIONS, slug
-from dermsynth.train import Features, RunData, best_epoch, load_run_data, train_once
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params, Tune
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.study import ARMS, DIRECTIONS, load_conditions, slug
+from dermsynth.model.fitting import best_epoch, train_once
+from dermsynth.model.trainset import FeatureStore, RunData, load_run_data
+from dermsynth.views import tracking
 
 PARENT_ATTR = "mlflow_parent_run_id"
 LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -215,7 +216,7 @@ def write_best(path: Path, best: FrozenTrial, study: optuna.Study, storage: str,
     source |= {"metric": "val_acc", "val_loss": best.user_attrs.get("val_loss"), "epoch": best.user_attrs["best_epoch"]}
     source["complete_trials"] = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     source["tuned_on"] = {"direction": cfg.direction, "condition": cfg.condition, "arm": cfg.arm, "seed": cfg.seed}
-    io.write_text(path, HEADER + yaml.safe_dump({"source": source, "train": dict(best.params)}, sort_keys=False))
+    files.write_text(path, HEADER + yaml.safe_dump({"source": source, "train": dict(best.params)}, sort_keys=False))
 
 
 def log_best(parent: str, best: FrozenTrial) -> None:
@@ -255,7 +256,7 @@ def main(params: Params, trials: int | None = None, storage: str | None = None, 
     check(cfg, budget)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-    data = load_run_data(params, cfg.direction, cfg.condition, cfg.arm, None, Features(paths.FEATURES))
+    data = load_run_data(params, cfg.direction, cfg.condition, cfg.arm, None, FeatureStore(paths.FEATURES))
     study, created = open_study(url, name, cfg.seed)
     tags = {"optuna_study": name, "optuna_storage": redact(url), "stage": "tune", "direction": cfg.direction}
     tags |= {"condition": cfg.condition, "arm": cfg.arm, "git_commit": tracking.git_commit()}

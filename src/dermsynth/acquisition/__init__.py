@@ -1,0 +1,1 @@
+"""Getting the real Fitzpatrick 17k: resumable downloads and imports of image folders."""

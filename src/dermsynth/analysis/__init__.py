@@ -1,0 +1,1 @@
+"""Numbers from predictions: metrics, intervals, paired tests, fairness, the configuration grid."""

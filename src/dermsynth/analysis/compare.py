@@ -1,0 +1,197 @@
+"""Paired comparisons of the study's runs, from their per-image predictions, and the fairness table.
+
+Arms and doses are scored on the same test images, so they are compared paired:
+- **Arms vs `fitz_only`**: exact McNemar test per (direction, condition, test group) on the
+  images of that condition. Each configuration trains R times; an image counts as correct
+  for a configuration when it is correct in more than half of the repeats (the majority
+  vote over repeats, so one unlucky seed cannot decide it). Effect size: the accuracy
+  difference (c - b) / n and the discordant pairs b (only fitz_only right) and c (only the
+  arm right). Holm's step-down correction runs over the whole family of these tests.
+- **The central question, `synthetic_and_seed` vs `seed`**: do the synthetic images add
+  anything over the seeds they were made from? The same exact McNemar per (direction,
+  condition, test group) with Holm over its own family, and, because a gain on one condition
+  can be a collapse onto it, the difference in the group's balanced accuracy (all seven
+  conditions) with a paired bootstrap over images: balanced accuracy is a mean of per-class
+  recalls, not a sum of independent per-image outcomes, so McNemar cannot test it; resampling
+  the images with identical weights for both arms keeps the pairing. Holm again over its
+  family.
+- **Dose trend**: logistic regression of per-prediction correctness on log2(1 + dose) over
+  dose 0 (the seeds alone) and every dose level, with standard errors clustered by image
+  (each image is scored at every dose and in every repeat, so predictions are not
+  independent); see `stats.dose_trend`. The effect size is the odds ratio per doubling of
+  the dose. Chosen over Cochran's Q + a trend statistic because it uses every repeat, gives an
+  interpretable effect size and handles unequally spaced doses.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, class_scores, prediction_counts
+from dermsynth.analysis.stats import (
+    bootstrap_p,
+    bootstrap_weights,
+    dose_trend,
+    holm,
+    mcnemar_exact,
+    paired_counts,
+    percentile_interval,
+)
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
+from dermsynth.core.study import DIRECTIONS, load_conditions, slug
+
+FAIRNESS_KEYS = ("acc_gap", "acc_ratio", "worst_group_acc", "pqd", "dpm", "eom", "ece")
+
+
+@functools.cache  # the seed arm's predictions serve both the paired tests and the dose trend; read once
+def predictions(name: str) -> pd.DataFrame:
+    """One configuration's per-image predictions (every repeat); callers must not modify the frame."""
+    return pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
+
+
+def label_for(condition: str) -> str:
+    return next(label for label in load_conditions() if slug(label) == condition)
+
+
+def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
+    """Per test image of ``group`` and ``label``: correct in more than half of the repeats."""
+    rows = preds[(preds["split"] == "test") & (preds["group"] == group) & (preds["label"] == label)]
+    return rows.groupby("md5hash")["correct"].mean().gt(0.5).sort_index()
+
+
+def paired_tests(params: Params) -> pd.DataFrame:
+    """McNemar of every augmented arm against fitz_only, per direction, condition and test group; Holm-adjusted."""
+    rows = []
+    if "fitz_only" not in params.train.arms:  # no reference arm in this grid: nothing to pair against
+        return pd.DataFrame(rows)
+    for direction in params.train.directions:
+        for condition in params.train.conditions:
+            label = label_for(condition)
+            base = predictions(paths.run_name(direction, condition, "fitz_only", None))
+            for arm in (a for a in params.train.arms if a != "fitz_only"):
+                other = predictions(paths.run_name(direction, condition, arm, None))
+                for group in DIRECTIONS[direction].test_groups:
+                    a, b_ = majority(base, group, label), majority(other, group, label)
+                    if not a.index.equals(b_.index):
+                        raise ValueError(f"{direction}/{condition}/{group}: {arm} and fitz_only saw other images")
+                    b, c = paired_counts(a.to_numpy(), b_.to_numpy())
+                    rows.append(
+                        {
+                            "direction": direction,
+                            "condition": condition,
+                            "group": group,
+                            "arm": arm,
+                            "n": len(a),
+                            "acc_fitz_only": float(a.mean()),
+                            "acc_arm": float(b_.mean()),
+                            "difference": (c - b) / len(a) if len(a) else float("nan"),
+                            "b_only_fitz_only": b,
+                            "c_only_arm": c,
+                            "p": mcnemar_exact(b, c),
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = holm(table["p"].tolist())
+    return table
+
+
+def paired_balanced_accuracy(
+    reference: pd.DataFrame, arm: pd.DataFrame, z: float, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED
+) -> dict[str, float]:
+    """Balanced accuracy of two arms on the same images, their difference (arm - reference), its interval and p."""
+    classes = sorted(set(reference["label"]) | set(reference["pred"]) | set(arm["pred"]))
+    truth, counts_ref = prediction_counts(reference, classes)
+    truth_arm, counts_arm = prediction_counts(arm, classes)
+    if sorted(set(reference["md5hash"])) != sorted(set(arm["md5hash"])) or not (truth == truth_arm).all():
+        raise ValueError("paired bootstrap: the two arms were scored on different images")
+    ones = np.ones((1, len(truth)))
+    weights = bootstrap_weights(len(truth), draws, seed)
+    point = class_scores(truth, counts_arm, ones)["bal_acc"] - class_scores(truth, counts_ref, ones)["bal_acc"]
+    diffs = class_scores(truth, counts_arm, weights)["bal_acc"] - class_scores(truth, counts_ref, weights)["bal_acc"]
+    low, high = percentile_interval(diffs, z)
+    return {
+        "bal_acc_reference": float(class_scores(truth, counts_ref, ones)["bal_acc"][0]),
+        "bal_acc_arm": float(class_scores(truth, counts_arm, ones)["bal_acc"][0]),
+        "bal_acc_difference": float(point[0]),
+        "bal_acc_diff_low": low,
+        "bal_acc_diff_high": high,
+        "bal_acc_p": bootstrap_p(diffs),
+    }
+
+
+def synthetic_vs_seed(params: Params) -> pd.DataFrame:
+    """`synthetic_and_seed` against `seed`: McNemar on the condition, paired bootstrap of balanced accuracy."""
+    rows: list[dict] = []
+    if not {"seed", "synthetic_and_seed"} <= set(params.train.arms):
+        return pd.DataFrame(rows)
+    for direction in params.train.directions:
+        for condition in params.train.conditions:
+            label = label_for(condition)
+            seed = predictions(paths.run_name(direction, condition, "seed", None))
+            synth = predictions(paths.run_name(direction, condition, "synthetic_and_seed", None))
+            for group in DIRECTIONS[direction].test_groups:
+                a, b_ = majority(seed, group, label), majority(synth, group, label)
+                if not a.index.equals(b_.index):
+                    raise ValueError(f"{direction}/{condition}/{group}: seed and synthetic_and_seed saw other images")
+                b, c = paired_counts(a.to_numpy(), b_.to_numpy())
+                in_group = [p[(p["split"] == "test") & (p["group"] == group)] for p in (seed, synth)]
+                rows.append(
+                    {
+                        "direction": direction,
+                        "condition": condition,
+                        "group": group,
+                        "n": len(a),
+                        "acc_seed": float(a.mean()),
+                        "acc_synthetic_and_seed": float(b_.mean()),
+                        "difference": (c - b) / len(a) if len(a) else float("nan"),
+                        "b_only_seed": b,
+                        "c_only_synthetic": c,
+                        "p": mcnemar_exact(b, c),
+                        "n_group": int(in_group[0]["md5hash"].nunique()),
+                        **paired_balanced_accuracy(*in_group, params.evaluate.z),
+                    }
+                )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = holm(table["p"].tolist())
+        table["bal_acc_p_holm"] = holm(table["bal_acc_p"].tolist())
+    return table
+
+
+def dose_trends(params: Params) -> pd.DataFrame:
+    """The trend test over dose 0 (seed arm) and every dose level, per condition and test group."""
+    direction = params.dose.direction
+    rows = []
+    for condition in params.train.conditions:
+        label = label_for(condition)
+        runs = [(0, paths.run_name(direction, condition, "seed", None))] if "seed" in params.train.arms else []
+        runs += [(d, paths.run_name(direction, condition, "synthetic_and_seed", d)) for d in params.dose.levels]
+        if len(runs) < 2:  # a trend needs two doses
+            continue
+        frames = [predictions(name).assign(dose=d) for d, name in runs]
+        scored = pd.concat(frames, ignore_index=True)
+        for group in DIRECTIONS[direction].test_groups:
+            cell = scored[(scored["split"] == "test") & (scored["group"] == group) & (scored["label"] == label)]
+            trend = dose_trend(cell["correct"].astype(int).to_numpy(), cell["dose"].to_numpy(), cell["md5hash"])
+            rows.append({"direction": direction, "condition": condition, "group": group, **trend})
+    return pd.DataFrame(rows)
+
+
+def fairness_table(runs: list[dict]) -> pd.DataFrame:
+    """Per run: accuracy per FST group and the fairness metrics (means over repeats, with SDs)."""
+    rows = []
+    for run in runs:
+        m = files.read_json(paths.RUN_METRICS / f"{run['name']}.json")
+        groups = sorted(k.split("/")[2] for k in m if k.startswith("fair/acc/") and not k.endswith("_sd"))
+        row = {k: run[k] for k in ("direction", "condition", "arm")}
+        row.update({f"acc {g}": m[f"fair/acc/{g}"] for g in groups})
+        for key in FAIRNESS_KEYS:
+            row[key] = m.get(f"fair/{key}")
+            row[f"{key}_sd"] = m.get(f"fair/{key}_sd")
+        rows.append(row)
+    return pd.DataFrame(rows)

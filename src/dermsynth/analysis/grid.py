@@ -1,0 +1,66 @@
+"""The study's grid: every configuration `dvc repro` trains, and the numbers of the grid as a whole.
+
+`planned_runs` lists the configurations (arms per direction and condition, then the dose
+levels) in one order that `evaluate`, `track` and the report share. `test_metrics` flattens the
+paired tests, the synthetic-vs-seed tests, the changes against `fitz_only` and the dose trends
+into the metric names the grid's MLflow run carries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from dermsynth.core.config import Params
+from dermsynth.core.paths import run_name
+
+
+def planned_runs(params: Params) -> list[dict]:
+    """Every configuration as (name, direction, condition, arm, dose); doses add synthetic images."""
+    runs = [
+        {"direction": d, "condition": c, "arm": a, "dose": None}
+        for d in params.train.directions
+        for c in params.train.conditions
+        for a in params.train.arms
+    ]
+    runs += [
+        {"direction": params.dose.direction, "condition": c, "arm": "synthetic_and_seed", "dose": n}
+        for c in params.train.conditions
+        for n in params.dose.levels
+    ]
+    for run in runs:
+        run["name"] = run_name(run["direction"], run["condition"], run["arm"], run["dose"])
+    return runs
+
+
+def arm_of(run: dict) -> str:
+    """The arm as the tables name it: the arm, or dose<N> for a dose level."""
+    return run["arm"] if run["dose"] is None else f"dose{run['dose']}"
+
+
+def test_metrics(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Paired p-values, changes against fitz_only and dose trends as flat MLflow metrics (NaN left out)."""
+    out: dict[str, float] = {}
+    for r in tables.get("paired_tests", pd.DataFrame()).to_dict("records"):
+        key = f"{r['direction']}/{r['condition']}/{r['group']}/{r['arm']}"
+        out.update({f"mcnemar_p/{key}": r["p"], f"mcnemar_p_holm/{key}": r["p_holm"], f"diff/{key}": r["difference"]})
+    for r in tables.get("synthetic_vs_seed", pd.DataFrame()).to_dict("records"):
+        key = f"{r['direction']}/{r['condition']}/{r['group']}"
+        out.update(
+            {
+                f"synthetic_vs_seed/mcnemar_p/{key}": r["p"],
+                f"synthetic_vs_seed/mcnemar_p_holm/{key}": r["p_holm"],
+                f"synthetic_vs_seed/diff/{key}": r["difference"],
+                f"synthetic_vs_seed/bal_acc_diff/{key}": r["bal_acc_difference"],
+                f"synthetic_vs_seed/bal_acc_p/{key}": r["bal_acc_p"],
+                f"synthetic_vs_seed/bal_acc_p_holm/{key}": r["bal_acc_p_holm"],
+            }
+        )
+    for r in tables.get("arms", pd.DataFrame()).to_dict("records"):
+        key = f"{r['direction']}/{r['condition']}/{r['group']}/{r['arm']}"
+        out.update({f"{d}/{key}": r[d] for d in ("d_acc", "d_bal_acc", "d_macro_f1", "d_share") if d in r})
+    for r in tables.get("dose_trend", pd.DataFrame()).to_dict("records"):
+        key = f"{r['direction']}/{r['condition']}/{r['group']}"
+        out.update({f"trend_p/{key}": r["p"], f"trend_or_per_doubling/{key}": r["odds_ratio_per_doubling"]})
+    return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}

@@ -1,0 +1,137 @@
+"""Metrics of one configuration from its per-image predictions: accuracy cells and fairness.
+
+`run_metrics` turns one configuration's predictions (every repeat) into the flat dict that
+goes, unchanged, to MLflow and to reports/runs/<run>.json; the `evaluate` stage builds the
+study's tables from those files.
+
+Accuracy on one condition can rise because the model predicts that condition more often for
+the whole group (a collapse), at the other conditions' expense. So every test group also
+gets the net-benefit metrics computed over all its images and classes: balanced accuracy
+(mean per-class recall), macro-F1 and the share of the group's predictions that go to each
+class, pooled over repeats, with percentile intervals from a bootstrap over images
+(`stats.bootstrap_weights`; each image keeps all its repeats).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.analysis.fairness import fairness_metrics, summarise_repeats
+from dermsynth.analysis.stats import bootstrap_weights, percentile_interval, wald, wilson
+from dermsynth.core.study import slug
+
+BOOTSTRAP_DRAWS = 1000  # resamples of the test images per interval; the seed is fixed so reruns are identical
+BOOTSTRAP_SEED = 0
+
+
+def cell(correct: pd.Series, z: float, repeats: pd.Series | None = None) -> dict[str, float]:
+    """Accuracy of a boolean series: pooled over repeats, with its spread and Wald and Wilson bounds.
+
+    Every repeat scores the same images, so the pooled accuracy k/(R n) carries the
+    uncertainty of n images, not R n predictions: the intervals use n (R n would be far
+    too narrow). `acc_mean`/`acc_sd` are the mean and SD of the R per-repeat accuracies.
+    """
+    repeats = pd.Series(0, index=correct.index) if repeats is None else repeats
+    per_repeat = correct.groupby(repeats).mean()
+    n_repeats = len(per_repeat)
+    n = len(correct) / max(n_repeats, 1)
+    if n == 0:
+        raise ValueError("no predictions in this cell")
+    k = float(correct.sum()) / n_repeats
+    wl, wh = wald(k, n, z)
+    sl, sh = wilson(k, n, z)
+    return {
+        "acc": k / n,
+        "n": round(n),
+        "wald_low": wl,
+        "wald_high": wh,
+        "wilson_low": sl,
+        "wilson_high": sh,
+        "acc_mean": float(per_repeat.mean()),
+        "acc_sd": float(per_repeat.std(ddof=1)) if n_repeats > 1 else 0.0,
+        "repeats": n_repeats,
+    }
+
+
+def prediction_counts(rows: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per image (sorted by md5hash): its true class index (n,) and how often each class was predicted (n, K)."""
+    index = {c: i for i, c in enumerate(classes)}
+    ordered = rows.sort_values("md5hash", kind="stable")
+    images = pd.Index(ordered["md5hash"].unique())
+    counts = np.zeros((len(images), len(classes)))
+    np.add.at(counts, (images.get_indexer(ordered["md5hash"]), ordered["pred"].map(index).to_numpy()), 1.0)
+    truth = ordered.drop_duplicates("md5hash")["label"].map(index).to_numpy()
+    return truth, counts
+
+
+def class_scores(truth: np.ndarray, counts: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Balanced accuracy, macro-F1 (B,) and prediction share per class (B, K) under image weights (B, n).
+
+    With weights of ones this equals sklearn's balanced_accuracy_score and f1_score(average="macro") on every
+    repeat's predictions stacked: per-class recall averages over the classes present as true labels, F1 over the
+    classes present as true or predicted labels (2 TP / (predicted + true)).
+    """
+    onehot = np.eye(counts.shape[1])[truth]
+    per_image = counts.sum(axis=1, keepdims=True)  # the number of repeats
+    tp = weights @ (counts * onehot)
+    predicted = weights @ counts
+    true = weights @ (onehot * per_image)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(true > 0, tp / true, np.nan)
+        f1 = np.where(predicted + true > 0, 2 * tp / (predicted + true), np.nan)
+        share = predicted / predicted.sum(axis=1, keepdims=True)
+    return {"bal_acc": _nanmean(recall), "macro_f1": _nanmean(f1), "share": share}
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    present = ~np.isnan(values)
+    return np.where(present.any(axis=1), np.nansum(values, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
+
+
+def net_benefit(rows: pd.DataFrame, classes: list[str], z: float) -> dict[str, float]:
+    """A test group's balanced accuracy, macro-F1 and per-class prediction share, with bootstrap intervals."""
+    truth, counts = prediction_counts(rows, classes)
+    point = class_scores(truth, counts, np.ones((1, len(truth))))
+    boot = class_scores(truth, counts, bootstrap_weights(len(truth), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED))
+    out: dict[str, float] = {}
+    for key in ("bal_acc", "macro_f1"):
+        low, high = percentile_interval(boot[key], z)
+        out |= {key: float(point[key][0]), f"{key}_low": low, f"{key}_high": high}
+    for k, label in enumerate(classes):
+        low, high = percentile_interval(boot["share"][:, k], z)
+        out |= {f"share/{slug(label)}": float(point["share"][0, k]), f"share/{slug(label)}_low": low}
+        out[f"share/{slug(label)}_high"] = high
+    return out
+
+
+def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
+    """Flat metrics: val overall; per test group overall, net benefit and per condition (spillover).
+
+    ``predictions`` may hold several repeats (column `repeat`); each cell then pools them.
+    """
+    if "repeat" not in predictions:
+        predictions = predictions.assign(repeat=0)
+    metrics: dict[str, float] = {}
+    val = predictions[predictions["split"] == "val"]
+    metrics.update({f"val/{k}": v for k, v in cell(val["correct"], z, val["repeat"]).items()})
+    test = predictions[predictions["split"] == "test"]
+    classes = sorted(set(predictions["label"]) | set(predictions["pred"]))
+    for group, rows in test.groupby("group", sort=True):
+        metrics.update({f"test/{group}/{k}": v for k, v in cell(rows["correct"], z, rows["repeat"]).items()})
+        metrics.update({f"test/{group}/{k}": v for k, v in net_benefit(rows, classes, z).items()})
+        for label, block in rows.groupby("label", sort=True):
+            prefix = f"test/{group}/{slug(label)}"
+            metrics.update({f"{prefix}/{k}": v for k, v in cell(block["correct"], z, block["repeat"]).items()})
+    return metrics
+
+
+def fairness(predictions: pd.DataFrame) -> dict[str, float]:
+    """Fairness across the FST groups a run is scored on (validation group and both test groups).
+
+    Computed per repeat and summarised as mean (`fair/<key>`) and SD (`fair/<key>_sd`). The
+    validation group also chose the epoch, so its accuracy is slightly optimistic: the gap is
+    an upper bound on the true one when the validation group is the best one.
+    """
+    per_repeat = [fairness_metrics(rows, "group") for _, rows in predictions.groupby("repeat", sort=True)]
+    return {f"fair/{k}": v for k, v in summarise_repeats(per_repeat).items()}

@@ -1,0 +1,1 @@
+"""Great Expectations suites over metadata, splits, synthetic sets and near-duplicates."""

@@ -1,0 +1,315 @@
+"""Typed parameters, loaded once from params.yaml and validated on load.
+
+Each dataclass mirrors one section of params.yaml, which is also the name of the stage and
+the module that reads it. params.yaml is the one source of values (no defaults here): unknown
+or missing keys, values of the wrong type (schema.py) or out of range, and combinations that
+cannot work (`Params.check`) fail loudly at start-up rather than half-way through a long run.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermsynth.core import paths
+from dermsynth.core.schema import ConfigError, build, range_problems
+from dermsynth.core.study import ARMS, DIRECTIONS, fitzpatrick_labels, slug
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: str
+    missing_images: str
+
+
+@dataclass(frozen=True)
+class Embedded:
+    seed: int
+    size_factor: float
+    image_size: int
+    jpeg_quality: int
+
+
+@dataclass(frozen=True)
+class Prepare:
+    selection: str
+    conditions: list[str]
+    auto_count: int
+
+
+@dataclass(frozen=True)
+class Split:
+    seed: int
+    seeds_per_group: int
+    val_fraction: float
+    seed_conditions: str  # augmented: generate.conditions only (the paper) | all: every condition
+
+
+@dataclass(frozen=True)
+class Validate:
+    max_rows_in_report: int
+
+
+@dataclass(frozen=True)
+class OpenAIImages:
+    """The `generate.openai` block: the paid backend (the key comes only from OPENAI_API_KEY)."""
+
+    model: str
+    size: str
+    quality: str
+    max_usd: float
+    workers: int
+    timeout: float
+    base_url: str | None
+    cache: str
+
+
+@dataclass(frozen=True)
+class DiffusersInpaint:
+    """The `generate.diffusers` block: a local inpainting pipeline folder (save_pretrained layout), no hub access."""
+
+    model: str | None  # e.g. models/diffusers/stable-diffusion-2-inpainting
+    size: int
+    steps: int
+    guidance: float
+    device: str
+    precision: str
+    cache: str
+
+
+@dataclass(frozen=True)
+class Generate:
+    generator: str
+    annotations: str
+    seed: int
+    candidates: int
+    conditions: list[str]
+    strength: list[float]
+    crop: list[float]
+    allow_partial: bool  # accept a run that stored fewer images than planned (curate and train report it)
+    openai: OpenAIImages
+    diffusers: DiffusersInpaint
+
+    def model_name(self) -> str:
+        """The generator's model, for MLflow tags and reports ("none" for weight-free generators)."""
+        if self.generator == "openai":
+            return self.openai.model
+        if self.generator == "diffusers":
+            return Path(self.diffusers.model).name if self.diffusers.model else "unset"
+        return "none"
+
+
+@dataclass(frozen=True)
+class Curate:
+    keep: int
+    mode: str
+    decisions: str
+    near_duplicate_bits: int
+
+
+@dataclass(frozen=True)
+class Features:
+    backbone: str
+    weights: str
+    seed: int
+    resize: int
+    crop: int
+    views: int
+    batch_size: int
+    precision: str
+
+
+@dataclass(frozen=True)
+class Train:
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    step_size: int
+    gamma: float
+    hidden: int
+    dropout: float
+    standardize: bool
+    directions: list[str]
+    conditions: list[str]
+    arms: list[str]
+    repeats: int  # trainings per configuration, with training seeds seed, seed+1, ...
+    weight_decay: float
+    sampler: bool  # class-balanced WeightedRandomSampler (Groh et al.); off: plain shuffling
+
+
+@dataclass(frozen=True)
+class Tune:
+    """The `tune` block: Optuna over the head's hyper-parameters, scored on validation data only."""
+
+    storage: str  # relative sqlite paths resolve against the repository root
+    study_name: str
+    trials: int
+    seed: int
+    direction: str
+    condition: str
+    arm: str
+    lr: list[float]
+    weight_decay: list[float]
+    hidden: list[int]
+    dropout: list[float]
+    epochs: list[int]
+    sampler: list[bool]
+    best: str
+
+
+@dataclass(frozen=True)
+class Dose:
+    direction: str
+    levels: list[int]
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    z: float
+
+
+@dataclass(frozen=True)
+class Report:
+    pass
+
+
+@dataclass(frozen=True)
+class Gate:
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: Dataset
+    embedded: Embedded
+    prepare: Prepare
+    split: Split
+    validate: Validate
+    generate: Generate
+    curate: Curate
+    features: Features
+    train: Train
+    dose: Dose
+    evaluate: Evaluate
+    report: Report
+    gate: Gate
+    tune: Tune
+
+    def check(self) -> Params:
+        """Cross-field rules that a single section cannot see."""
+        problems = range_problems(self)
+        problems += [
+            f"prepare.conditions: {c!r} is not a Fitzpatrick 17k label"
+            for c in self.prepare.conditions
+            if c not in fitzpatrick_labels()
+        ]
+        if self.prepare.selection not in ("explicit", "auto"):
+            problems.append("prepare.selection must be explicit or auto")
+        if self.prepare.selection == "explicit":  # in auto mode `generate` and `train` check against the choice
+            problems += [
+                f"generate.conditions: {c!r} not in prepare.conditions"
+                for c in self.generate.conditions
+                if c not in self.prepare.conditions
+            ]
+            slugs = {slug(c) for c in self.prepare.conditions}
+            problems += [
+                f"train.conditions: {c!r} is not the slug of a prepare.conditions label"
+                for c in self.train.conditions
+                if c not in slugs
+            ]
+        problems += [f"train.directions: unknown {d!r}" for d in self.train.directions if d not in DIRECTIONS]
+        problems += [f"train.arms: unknown {a!r}" for a in self.train.arms if a not in ARMS]
+        if self.dose.direction not in DIRECTIONS:
+            problems.append(f"dose.direction: unknown {self.dose.direction!r}")
+        max_dose = self.curate.keep * self.split.seeds_per_group
+        problems += [
+            f"dose.levels: {d} exceeds the {max_dose} curated images per seed set"
+            for d in self.dose.levels
+            if not 0 <= d <= max_dose
+        ]
+        if self.curate.mode not in ("auto", "human"):
+            problems.append("curate.mode must be auto or human")
+        if self.curate.keep > self.generate.candidates:
+            problems.append("curate.keep exceeds generate.candidates")
+        if self.features.backbone != "vgg16":
+            problems.append(
+                f"features.backbone: only vgg16 (Groh et al.'s backbone) is implemented, not {self.features.backbone!r}"
+            )
+        if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):
+            problems.append("generate.diffusers.precision must be float32, bfloat16 or float16")
+        if self.split.seed_conditions not in ("augmented", "all"):
+            problems.append("split.seed_conditions must be augmented or all")
+        if self.split.seed_conditions == "augmented" and self.prepare.selection == "explicit":  # seed arms need seeds
+            seeded = {slug(c) for c in self.generate.conditions}
+            problems += [
+                f"train.conditions: {c!r} has no seeds (not in generate.conditions; or set split.seed_conditions: all)"
+                for c in self.train.conditions
+                if c not in seeded
+            ]
+        seeded = self.prepare.conditions if self.split.seed_conditions == "all" else self.generate.conditions
+        if "tone_control" in self.train.arms and len(seeded) < 2:
+            problems.append("train.arms: tone_control needs seeds of at least two conditions (generate.conditions)")
+        if not 0 < self.split.val_fraction < 1:
+            problems.append("split.val_fraction must be in (0, 1)")
+        if self.dataset.missing_images not in ("error", "drop"):
+            problems.append("dataset.missing_images must be error or drop")
+        if self.features.precision not in ("float32", "bfloat16"):
+            problems.append("features.precision must be float32 or bfloat16")
+        if self.features.crop > self.features.resize:
+            problems.append("features.crop exceeds features.resize")
+        if problems:
+            raise ConfigError("invalid params.yaml:\n  " + "\n  ".join(problems))
+        return self
+
+
+def parse(data: dict[str, Any]) -> Params:
+    """Build and check Params from a params.yaml mapping (also used by tests to shrink a config)."""
+    return build(Params, data, "params").check()
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def read_overrides(path: Path) -> dict[str, Any]:
+    """A flat mapping of dotted params keys (e.g. configs/real-data.yaml), each checked against params.yaml."""
+    overrides = read_yaml(path)
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) and "." in k for k in overrides):
+        raise ConfigError(f"{path}: expected a mapping of dotted keys such as `dataset.root: data`")
+    parse(apply_overrides(read_yaml(paths.root() / "params.yaml"), overrides))  # fails naming a bad key or value
+    return overrides
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (a params.yaml mapping) with every dotted key set, as `dvc exp run -S key=value` would."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"{dotted}: {key!r} is not a section of params.yaml")
+            node = node[key]
+        if leaf not in node:
+            raise ConfigError(f"{dotted}: no such key in params.yaml")
+        node[leaf] = value
+    return out
+
+
+def set_arguments(overrides: dict[str, Any]) -> list[str]:
+    """The overrides as `dvc exp run` arguments: -S key=value, values in YAML/JSON flow form."""
+    return [f"-S {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in overrides.items()]
+
+
+@functools.cache
+def load(path: Path | None = None) -> Params:
+    """The study parameters, read once per process."""
+    return parse(read_yaml(path or paths.root() / "params.yaml"))

@@ -1,0 +1,105 @@
+"""Fixed facts of the study (docs/protocol.md): conditions, skin-type groups, directions, arms.
+
+These are definitions, not tunable parameters: changing them changes the study, so they
+live in code and tests pin them. Everything tunable lives in params.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from dermsynth.core import files, paths
+
+# The seven labels, spelled exactly as in fitzpatrick17k.csv, with a slug for file and stage names.
+CONDITIONS: dict[str, str] = {
+    "basal_cell_carcinoma": "basal cell carcinoma",
+    "folliculitis": "folliculitis",
+    "nematode_infection": "nematode infection",
+    "neutrophilic_dermatoses": "neutrophilic dermatoses",
+    "prurigo_nodularis": "prurigo nodularis",
+    "psoriasis": "psoriasis",
+    "squamous_cell_carcinoma": "squamous cell carcinoma",
+}
+LABELS: tuple[str, ...] = tuple(CONDITIONS.values())
+
+
+def slug(label: str) -> str:
+    """File- and stage-name form of a label: 'basal cell carcinoma' -> 'basal_cell_carcinoma'."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+@cache
+def fitzpatrick_labels() -> frozenset[str]:
+    """The 114 labels of fitzpatrick17k.csv (resources/fitzpatrick_labels.txt)."""
+    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick_labels.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+# Rows per (label, fitzpatrick_scale) in the real fitzpatrick17k.csv (July 2022 revision),
+# columns FST -1 (unknown), 1, 2, 3, 4, 5, 6. Computed once from ../shared/data; a test
+# re-derives it from the CSV when the CSV is present.
+REAL_COUNTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
+    "basal cell carcinoma": (8, 85, 156, 112, 76, 24, 7),
+    "folliculitis": (25, 30, 97, 99, 51, 31, 9),
+    "nematode infection": (6, 15, 56, 79, 60, 32, 12),
+    "neutrophilic dermatoses": (11, 70, 115, 68, 51, 31, 15),
+    "prurigo nodularis": (2, 7, 28, 39, 56, 29, 9),
+    "psoriasis": (31, 113, 232, 101, 91, 64, 21),
+    "squamous cell carcinoma": (45, 100, 180, 122, 71, 40, 23),
+}
+COUNT_COLUMNS: tuple[int, ...] = (-1, 1, 2, 3, 4, 5, 6)
+
+# Coarser labels of the seven conditions, as in the CSV.
+PARTITIONS: dict[str, tuple[str, str]] = {
+    "basal cell carcinoma": ("malignant epidermal", "malignant"),
+    "folliculitis": ("inflammatory", "non-neoplastic"),
+    "nematode infection": ("inflammatory", "non-neoplastic"),
+    "neutrophilic dermatoses": ("inflammatory", "non-neoplastic"),
+    "prurigo nodularis": ("benign epidermal", "benign"),
+    "psoriasis": ("inflammatory", "non-neoplastic"),
+    "squamous cell carcinoma": ("malignant epidermal", "malignant"),
+}
+
+GROUPS: dict[str, tuple[int, ...]] = {"I-II": (1, 2), "III-IV": (3, 4), "V-VI": (5, 6)}
+
+
+def group_of(fst: int) -> str | None:
+    """The FST group name of a skin type, or None for anything outside 1..6."""
+    for name, members in GROUPS.items():
+        if fst in members:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Direction:
+    """An FST-holdout direction: train on one group, test on the two others."""
+
+    name: str
+    train_group: str
+    test_groups: tuple[str, ...]
+    seed_group: str  # the group whose seeds (and synthetic images) are added to training
+
+
+DIRECTIONS: dict[str, Direction] = {
+    "light_to_dark": Direction("light_to_dark", "I-II", ("III-IV", "V-VI"), "V-VI"),
+    "dark_to_light": Direction("dark_to_light", "V-VI", ("I-II", "III-IV"), "I-II"),
+}
+
+# tone_control: a control for collapse, not in the paper. It adds as many images as `seed` does, of the same
+# skin-tone group, labelled as the augmented condition, but they are seeds of the *other* augmented conditions:
+# whatever it gains on the condition, skin tone alone explains (docs/protocol.md).
+ARMS: tuple[str, ...] = ("fitz_only", "seed", "synthetic_and_seed", "tone_control")
+
+# Seed groups: seeds are drawn from the two extreme groups only (docs/protocol.md).
+SEED_GROUPS: tuple[str, ...] = ("I-II", "V-VI")
+
+SKIN_WORDS: dict[str, str] = {"I-II": "light-skinned", "III-IV": "medium-skinned", "V-VI": "dark-skinned"}
+
+
+def load_conditions() -> list[str]:
+    """The conditions chosen by `prepare` (every stage after it reads these, not params.yaml)."""
+    return list(files.read_json(paths.PREPARED_CONDITIONS)["conditions"])

@@ -1,0 +1,1 @@
+"""Synthetic image generators (OpenAI, local diffusers) and what they share: annotations, caches, budgets."""

@@ -1,0 +1,107 @@
+"""The frozen VGG16 backbone of Groh et al., split where the study's training needs it.
+
+Groh et al. freeze every VGG16 parameter and replace classifier[6] with a small head, so in
+training mode the frozen fc6/fc7 layers still apply dropout. To stay faithful while running
+the expensive part once, the backbone is cut after fc6+ReLU (deterministic), those
+activations are cached, and training runs dropout -> fc7 -> ReLU -> dropout -> head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from dermsynth.core.errors import DermsynthError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FC6_DIM = 4096
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class WeightsError(DermsynthError, RuntimeError):
+    """Pretrained weights were asked for but cannot be loaded."""
+
+
+def load_vgg16(weights: str, seed: int) -> models.VGG:
+    """VGG16 with ``weights``: 'none' (seeded random init), 'imagenet' (torchvision cache) or a file."""
+    if weights == "none":
+        torch.manual_seed(seed)
+        return models.vgg16(weights=None)
+    if weights == "imagenet":
+        try:
+            return models.vgg16(weights=models.VGG16_Weights.IMAGENET1K_V1)
+        except Exception as err:  # urllib/ssl/OS errors differ by platform; all mean "not available"
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            raise WeightsError(
+                f"ImageNet weights for vgg16 could not be loaded ({err}). Offline, copy "
+                f"vgg16-397923af.pth into {cache} or set features.weights to a state_dict file."
+            ) from err
+    path = Path(weights)
+    if not path.exists():
+        raise WeightsError(f"features.weights: {path} not found (expected a VGG16 state_dict saved with torch.save)")
+    model = models.vgg16(weights=None)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"{path}: not a VGG16 state_dict ({err})") from err
+    return model
+
+
+class Fc6Extractor(nn.Module):
+    """features -> avgpool -> flatten -> fc6 -> ReLU: the deterministic part of the frozen network."""
+
+    def __init__(self, vgg: models.VGG):
+        super().__init__()
+        self.features = vgg.features
+        self.avgpool = vgg.avgpool
+        self.fc6 = nn.Sequential(vgg.classifier[0], vgg.classifier[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc6(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class Head(nn.Module):
+    """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of docs/protocol.md.
+
+    In train() mode both frozen dropouts are active exactly as in Groh et al.'s network;
+    fc7's parameters do not require gradients. `standardize` adds a frozen per-dimension
+    standardisation of the fc6 input, fitted on the run's own training images: activations
+    of a randomly initialised backbone have arbitrary scales (std ~0.1) that a head trained
+    for a few hundred steps cannot undo; ImageNet-pretrained activations do not need it.
+    The frozen part may run in bfloat16 (`precision`): fc7 is the cost of every step, and
+    on CPUs with AMX or on GPUs bfloat16 runs it several times faster.
+    """
+
+    def __init__(self, fc7: nn.Linear, hidden: int, n_classes: int, dropout: float, precision: str = "float32"):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(FC6_DIM))
+        self.register_buffer("std", torch.ones(FC6_DIM))
+        self.dtype = DTYPES[precision]
+        self.fc7 = fc7.to(self.dtype).requires_grad_(False)
+        self.head = nn.Sequential(
+            nn.Linear(FC6_DIM, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+            nn.LogSoftmax(dim=1),
+        )
+
+    def standardize(self, fc6: torch.Tensor) -> None:
+        """Fit the input standardisation on training activations (N, 4096)."""
+        self.mean.copy_(fc6.mean(0))
+        self.std.copy_(fc6.std(0).clamp_min(1e-6))
+
+    def frozen_features(self, fc6: torch.Tensor) -> torch.Tensor:
+        """Standardise, then dropout -> fc7 -> ReLU -> dropout (dropout only in train mode); float32 out."""
+        with torch.no_grad():
+            x = nn.functional.dropout((fc6 - self.mean) / self.std, 0.5, self.training)
+            x = torch.relu(self.fc7(x.to(self.dtype))).float()
+            return nn.functional.dropout(x, 0.5, self.training)
+
+    def forward(self, fc6: torch.Tensor) -> torch.Tensor:
+        return self.head(self.frozen_features(fc6))

@@ -1,0 +1,1 @@
+"""Presentation of outputs: figures, Markdown tables, MLflow tracking helpers."""

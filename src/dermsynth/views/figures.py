@@ -1,0 +1,115 @@
+"""Figures of the study report (reports/figures/), drawn from the tables `evaluate` wrote.
+
+Each panel carries a chance line at 1 / number of classes, so that a reader sees at once when
+an accuracy is no better than guessing (or, for a collapsed class, far above it for the wrong
+reason: see the net-benefit table of the report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+from dermsynth.core import paths
+from dermsynth.core.study import ARMS, DIRECTIONS
+
+
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot with the file-only backend, imported on first use (it is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def chance_line(ax: object, chance: float) -> None:
+    """A dashed horizontal line at the accuracy of guessing among the classes."""
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"chance (1/{round(1 / chance)})")  # type: ignore[attr-defined]
+
+
+ARMS_ROWS = (  # (value column, interval columns, y label): the gain on top, its cost over the whole group below
+    ("acc", ("wilson_low", "wilson_high"), "condition accuracy\n(95% Wilson CI)"),
+    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n(95% bootstrap CI)"),
+)
+
+
+def arms_figure(arms: pd.DataFrame, chance: float) -> None:
+    """Per direction and test group: the arms' accuracy on the augmented condition; the group's balanced accuracy."""
+    plt = pyplot()
+    panels = [(d, g) for d in DIRECTIONS for g in DIRECTIONS[d].test_groups if d in set(arms["direction"])]
+    present = [a for a in ARMS if a in set(arms["arm"])]
+    width = 0.8 / len(present)
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.6), sharey=True, squeeze=False)
+    for row, (value, (low, high), ylabel) in enumerate(ARMS_ROWS):
+        for ax, (direction, group) in zip(axes[row], panels, strict=True):
+            block = arms[(arms["direction"] == direction) & (arms["group"] == group)]
+            conditions = list(dict.fromkeys(block["condition"]))
+            for i, arm in enumerate(present):
+                cells = block[block["arm"] == arm].set_index("condition").reindex(conditions)
+                x = [j + (i - (len(present) - 1) / 2) * width for j in range(len(conditions))]
+                err = [cells[value] - cells[low], cells[high] - cells[value]]
+                ax.bar(x, cells[value], width=width, yerr=err, capsize=2, label=arm, color=f"C{ARMS.index(arm)}")
+            ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
+            ax.set_title(f"{direction}: test {group}", fontsize=9)
+            ax.set_ylim(0, 1)
+            chance_line(ax, chance)
+        axes[row][0].set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(
+        "Gain and cost by arm: accuracy on the augmented condition (top), balanced accuracy of the whole "
+        "test group (bottom)",
+        fontsize=10,
+    )
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    paths.FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(paths.FIGURES / "arms.png", dpi=110)
+    plt.close(fig)
+
+
+def dose_figure(dose: pd.DataFrame, chance: float) -> None:
+    plt = pyplot()
+    groups = list(dict.fromkeys(dose["group"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), sharey=True, squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        levels = sorted(dose["dose"].unique())
+        position = {level: i for i, level in enumerate(levels)}
+        for i, (condition, rows) in enumerate(dose[dose["group"] == group].groupby("condition")):
+            rows = rows.sort_values("dose")
+            x = [position[d] for d in rows["dose"]]
+            ax.plot(x, rows["acc"], marker="o", color=f"C{i}", label=condition)
+            ax.fill_between(x, rows["wilson_low"], rows["wilson_high"], color=f"C{i}", alpha=0.15)
+        ax.set_xticks(range(len(levels)), [str(d) for d in levels])
+        ax.set_xlabel("synthetic images added (on top of the seeds)")
+        ax.set_title(f"test {group}", fontsize=9)
+        ax.set_ylim(0, 1)
+        chance_line(ax, chance)
+    axes[0][0].set_ylabel("pooled accuracy (95% Wilson CI)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)
+    plt.close(fig)
+
+
+def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) -> None:
+    """The test confusion matrix of one repeat, with counts in the cells (an MLflow artifact per configuration)."""
+    plt = pyplot()
+    test = predictions[predictions["split"] == "test"]
+    matrix = pd.crosstab(pd.Categorical(test["label"], classes), pd.Categorical(test["pred"], classes), dropna=False)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix.values, cmap="Blues")
+    short = [c[:14] for c in classes]
+    ax.set_xticks(range(len(classes)), short, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), short, fontsize=7)
+    for (i, j), v in np.ndenumerate(matrix.values):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
