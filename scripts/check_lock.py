@@ -42,6 +42,8 @@ DEFAULT_TOOLS = REPO / "requirements" / "tools.txt"
 # the extras `make install` installs (pip install '.[dev,diffusers]' before the lock)
 LOCKED_EXTRAS = ("dev", "diffusers")
 DIGEST_PREFIX = "# pyproject-dependencies-sha256: "
+# the options `uv pip compile --emit-index-url` writes; any other option line (-e, -r, ...) is refused
+INDEX_OPTIONS = ("--index-url ", "--extra-index-url ", "--find-links ")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ def parse_lock(text: str) -> tuple[list[Pin], list[str]]:
     pins: list[Pin] = []
     problems: list[str] = []
     for line in logical_lines(text):
+        if line.startswith(INDEX_OPTIONS):
+            continue  # where pip looks (a variant lock's torch index): no pin, nothing to check
         if line.startswith("-"):
             problems.append(f"option line in a lock: {line!r} (a lock holds only name==version pins)")
             continue

@@ -90,10 +90,13 @@ def test_formatting_pyproject_is_no_change(project: Path):
 
 def test_unhashed_and_unpinned_lines_are_refused(project: Path):
     lock = project / "lock.txt"
-    lock.write_text(lock.read_text() + "rich==15.0.0\nfoo>=1 --hash=sha256:00\n")
+    extra = "rich==15.0.0\nfoo>=1 --hash=sha256:00\n-e .\n--extra-index-url https://example.org/simple\n"
+    lock.write_text(lock.read_text() + extra)
     problems = check_lock.check(project / "pyproject.toml", lock)
     assert any(p.startswith("rich==15.0.0: no --hash") for p in problems)
     assert any(p.startswith("foo: not pinned with ==") for p in problems)
+    assert any(p.startswith("option line in a lock: '-e .'") for p in problems)
+    assert len(problems) == 3  # an index line (a variant lock's torch index) is allowed
 
 
 def test_this_environment_is_the_locked_one():
