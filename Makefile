@@ -24,14 +24,15 @@ $(VENV)/bin/uv: $(TOOLS_LOCK)
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(LOCK) $(VENV)/bin/uv
-	$(VENV)/bin/pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/pip install --quiet --require-hashes -r $(LOCK) || { echo "make install: $(LOCK) did not install on $$(uname -sm);\
+	 for another platform or torch build see scripts/lock.sh (make lock LOCK=...)" >&2; exit 1; }
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the locked environment (torch, DVC, MLflow, GX, ...) and the project
 
 lock: $(VENV)/bin/uv ## re-resolve requirements/lock.txt from pyproject.toml (after editing its dependencies)
-	scripts/lock.sh
+	VENV=$(VENV) LOCK=$(LOCK) UV_LOCK_ARGS='$(UV_LOCK_ARGS)' scripts/lock.sh
 
 repro: install ## run the whole study on the default (embedded) dataset: dvc repro
 	dvc repro

@@ -4,15 +4,18 @@
 #   requirements/lock.txt   the whole dependency tree of `.[dev,diffusers]`, every pin with its hashes,
 #                           one file for every platform (environment markers: on Linux torch's CUDA
 #                           libraries, nvidia-* and triton; on macOS and Windows none)
-#   requirements/tools.txt  pip, uv and packaging, pinned and hashed the same way, agreeing with lock.txt
+#   requirements/tools.txt  pip, uv, packaging, setuptools, pinned and hashed the same way, agreeing with lock.txt
 #
 # uv resolves against PyPI from package metadata only (no wheel is downloaded, a few seconds). Its
 # hashes are PyPI's, which are those of the torch/torchvision wheels a configured local mirror serves
 # when it mirrors PyPI's files; pip checks them at install time either way.
 #
 # Environment: LOCK (output, default requirements/lock.txt), UV_LOCK_ARGS (default --universal), e.g.
-#   LOCK=requirements/lock-linux-cpu.txt UV_LOCK_ARGS="--python-platform x86_64-manylinux_2_28 --torch-backend cpu"
-# for Linux with PyTorch's CPU-only wheels (needs download.pytorch.org).
+#   make lock LOCK=requirements/lock-linux-cpu.txt \
+#     UV_LOCK_ARGS="--python-platform x86_64-manylinux_2_28 --torch-backend cpu --emit-index-url"
+# for Linux with PyTorch's CPU-only wheels (needs download.pytorch.org, which this project's machines
+# do not reach; --emit-index-url writes that index into the lock for pip), then
+#   rm -rf .venv && make install LOCK=requirements/lock-linux-cpu.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
