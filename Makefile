@@ -8,18 +8,31 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro repro-real ci-study ci-baseline test test-fast lint gate baseline ui clean remote push pull
+.PHONY: help install lock repro repro-real ci-study ci-baseline test test-fast lint gate baseline ui clean remote push pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The environment is locked: requirements/lock.txt pins the whole tree of '.[dev,diffusers]' with hashes
+# (`make lock` re-resolves it after pyproject.toml's dependencies change); the project itself is editable.
+LOCK ?= requirements/lock.txt
+TOOLS_LOCK := requirements/tools.txt
+
+$(VENV)/bin/uv: $(TOOLS_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,diffusers]'
+	$(VENV)/bin/pip install --quiet --require-hashes -r $(TOOLS_LOCK)
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the project (torch, DVC, MLflow, GX, ...)
+$(VENV)/.installed: pyproject.toml $(LOCK) $(VENV)/bin/uv
+	$(VENV)/bin/pip install --quiet --require-hashes -r $(LOCK) || { echo "make install: $(LOCK) did not install on $$(uname -sm);\
+	 for another platform or torch build see scripts/lock.sh (make lock LOCK=...)" >&2; exit 1; }
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the locked environment (torch, DVC, MLflow, GX, ...) and the project
+
+lock: $(VENV)/bin/uv ## re-resolve requirements/lock.txt from pyproject.toml (after editing its dependencies)
+	VENV=$(VENV) LOCK=$(LOCK) UV_LOCK_ARGS='$(UV_LOCK_ARGS)' scripts/lock.sh
 
 repro: install ## run the whole study on the default (embedded) dataset: dvc repro
 	dvc repro
