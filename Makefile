@@ -85,5 +85,5 @@ pull: install ## fetch the pipeline's outputs from the DVC remote, refill the ge
 	dermsynth cache import
 	dermsynth track
 
-clean: ## remove stage outputs (DVC cache and MLflow store are kept)
-	rm -rf build models reports/runs reports/plots
+clean: ## remove the stage outputs git does not track (build/, models/); reports in git, DVC cache, MLflow store kept
+	rm -rf build models

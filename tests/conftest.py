@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from dermsynth.core import config
-from dermsynth.core.study import ARMS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "fitzpatrick17k.csv"
@@ -29,7 +28,7 @@ def shrink(raw: dict) -> dict:
     # float32: exact everywhere, and on CPUs without AMX/AVX512-BF16 bfloat16 is emulated and 2-4x slower
     raw["features"].update(resize=36, crop=32, views=2, batch_size=32, precision="float32")
     raw["train"].update(
-        epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=list(ARMS[:3])
+        epochs=2, repeats=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=["seed", "synthetic_and_seed"]
     )  # tone_control needs two seeded conditions; tests/test_train.py covers it
     raw["dose"].update(levels=[2])
     return raw

@@ -78,7 +78,7 @@ def test_grid_logs_to_a_tracking_server_and_reads_back(tmp_path: Path):
         run_ok(["dvc", "repro"], root, tool_env(MLFLOW_TRACKING_URI=url))
         expected = expected_runs(root)
         arms = yaml.safe_load((root / "params.yaml").read_text())["train"]["arms"]
-        assert set(expected) == {f"light_to_dark-psoriasis-{a}" for a in [*arms, "dose2"]}
+        assert set(expected) == {f"light_to_dark-psoriasis-{a}" for a in ["fitz_only", *arms, "dose2", "dose4"]}
         assert not (root / "mlflow.db").exists(), "the grid wrote a local store instead of the server"
 
         experiment = rest(url, "experiments/get-by-name?experiment_name=dermsynth")["experiment"]["experiment_id"]

@@ -68,7 +68,8 @@ def test_generator_and_model_are_named_in_the_report_and_mlflow(openai_study):
         filter_string="tags.generator = 'openai' and tags.model = 'gpt-image-2'",
     )
     kinds = sorted(r.data.tags.get("repeat", "grid") for r in runs)
-    assert kinds == ["0"] * 4 + ["1"] * 4 + ["all"] * 4 + ["grid"]  # 3 arms + 1 dose, 2 repeats each, the grid
+    # 3 arms + 2 doses (dose2 and the whole set), 2 repeats each, the grid
+    assert kinds == ["0"] * 5 + ["1"] * 5 + ["all"] * 5 + ["grid"]
 
 
 def test_the_api_key_is_written_nowhere(openai_study):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,22 @@ pytestmark = pytest.mark.slow
 
 def dvc(*args: str, cwd: Path) -> str:
     return run_ok(["dvc", *args], cwd)
+
+
+@contextmanager
+def edited_params(study: Path, section: str, key: str, value: object) -> Iterator[None]:
+    """params.yaml with one value changed, restored afterwards (the module's tests share the study)."""
+    original = (study / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params[section][key] = value
+    (study / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        yield
+    finally:
+        (study / "params.yaml").write_text(original)
+
+
+TRAINING_STAGES = ("fitz_only@", "train@", "dose@")
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +78,14 @@ def test_study_tables_are_complete(study: Path):
         for net in ("group_acc", "bal_acc", "macro_f1", "share"):  # the net benefit beside every gain
             assert 0.0 <= cell[f"{net}_low"] <= cell[net] <= cell[f"{net}_high"] <= 1.0
         assert cell["collapse"] == (cell["d_acc"] > 0 and cell["d_bal_acc"] < 0)
-    assert {k.split("/")[2] for k in metrics["dose"]} == {"dose0", "dose2"}
-    assert len(metrics["spillover"]) == 4 * 2 * 7
+    # dose0 is the seed arm and dose4 (2 seeds x curate.keep 2, the whole set) the synthetic_and_seed arm
+    assert {k.split("/")[2] for k in metrics["dose"]} == {"dose0", "dose2", "dose4"}
+    assert all(
+        metrics["dose"][f"light_to_dark/psoriasis/dose4/{g}"]["acc"]
+        == metrics["arms"][f"light_to_dark/psoriasis/synthetic_and_seed/{g}"]["acc"]
+        for g in ("III-IV", "V-VI")
+    )
+    assert len(metrics["spillover"]) == 5 * 2 * 7  # 5 configurations x 2 test groups x 7 conditions
     report = (study / "reports/report.md").read_text()
     for heading in (
         "Counts by condition and FST",
@@ -91,7 +114,7 @@ def test_study_tables_are_complete(study: Path):
     trends = pd.read_csv(study / "reports/tables/dose_trend.csv")
     assert len(trends) == 2
     assert (trends["clusters"] == tests["n"].iloc[:2].to_numpy()).all()  # one cluster per test image
-    assert (trends["n"] == trends["clusters"] * 2 * 2).all()  # doses 0 and 2, 2 repeats
+    assert (trends["n"] == trends["clusters"] * 3 * 2).all()  # doses 0, 2 and 4, 2 repeats
     fairness = pd.read_csv(study / "reports/tables/fairness.csv")
     assert {"acc I-II", "acc III-IV", "acc V-VI", "pqd", "dpm", "eom", "ece"} <= set(fairness.columns)
     assert (fairness["acc_gap"] >= 0).all()
@@ -105,10 +128,15 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     client = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("dermsynth").experiment_id
     runs = client.search_runs([experiment], "tags.arm = 'synthetic_and_seed' and tags.repeat = 'all'")
-    assert sorted(r.data.tags["dose"] for r in runs) == ["2", "4"]  # dose2 and all 2 seeds x 2 kept
-    run = next(r for r in runs if r.data.tags["stage"] == "train")
+    assert sorted(r.data.tags["dose"] for r in runs) == ["2", "4", "4"]  # dose2, the arm and dose4 (2 seeds x 2)
+    run = next(r for r in runs if r.data.tags["configuration"] == "light_to_dark-psoriasis-synthetic_and_seed")
+    whole = next(r for r in runs if r.data.tags["configuration"] == "light_to_dark-psoriasis-dose4")
+    assert run.data.tags["trained_as"] == whole.data.tags["trained_as"] == run.data.tags["configuration"]
+    assert run.data.metrics == whole.data.metrics  # one training, shown under both names
     for tag in ("direction", "condition", "arm", "dose", "repeat", "dataset", "generator", "model", "git_commit"):
         assert tag in run.data.tags
+    info = json.loads((study / "build/features/info.json").read_text())
+    assert info["device"] == run.data.tags["device"] == "cpu"  # the device the features were computed on
     on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-synthetic_and_seed.json").read_text())
     assert on_disk == pytest.approx({k: run.data.metrics[k] for k in on_disk}, nan_ok=True)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -123,7 +151,7 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     grid = grids[0]
     assert run.data.tags["mlflow.parentRunId"] == grid.info.run_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{grid.info.run_id}'")
-    assert len(children) == 3 + 1  # three arms and one dose level, one configuration run each
+    assert len(children) == 3 + 2  # three arms, dose2 and the whole set, one configuration run each
     tables = {a.path for a in client.list_artifacts(grid.info.run_id, "tables")}
     assert {"tables/arms.json", "tables/paired_tests.json", "tables/fairness.json"} <= tables
     p = pd.read_csv(study / "reports/tables/paired_tests.csv").iloc[0]
@@ -134,10 +162,10 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
 def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
     db = study / "mlflow.db"
     before = store_contents(db)
-    assert len(before) == 1 + 4 + 4 * 2  # the grid, 3 arms + 1 dose level, 2 repeats each
+    assert len(before) == 1 + 5 + 5 * 2  # the grid, 3 arms + 2 dose levels, 2 repeats each
     for _ in range(2):
         out = run_ok([sys.executable, "-m", "dermsynth", "track"], study)
-        assert "0 configuration runs added, 4 already there" in out
+        assert "0 configuration runs added, 5 already there" in out
     assert store_contents(db) == before
     db.rename(study / "old.db")
     (study / "mlruns").rename(study / "old-mlruns")
@@ -163,7 +191,7 @@ def test_a_fresh_copy_restored_from_the_run_cache_tracks_every_configuration(stu
     grid = next(fp for fp, run in runs.items() if run["tags"].get("grid") == "study")
     configurations = {run["name"] for run in runs.values() if run["parent"] == grid}
     assert configurations == {
-        f"light_to_dark-psoriasis-{a}" for a in ("fitz_only", "seed", "synthetic_and_seed", "dose2")
+        f"light_to_dark-psoriasis-{a}" for a in ("fitz_only", "seed", "synthetic_and_seed", "dose2", "dose4")
     }
 
 
@@ -196,12 +224,69 @@ def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(st
     again = dvc("repro", cwd=study)
     assert "Running stage" not in again
     assert "Data and pipelines are up to date" in again
-    params = yaml.safe_load((study / "params.yaml").read_text())
-    params["dose"]["levels"] = [1]
-    (study / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = dvc("status", "--json", cwd=study)
-    changed = set(json.loads(status))
+    with edited_params(study, "dose", "levels", [1]):
+        changed = set(json.loads(dvc("status", "--json", cwd=study)))
     assert changed == {"dose@psoriasis-1", "evaluate", "track"}
+
+
+def test_each_distinct_training_set_is_trained_once(study: Path):
+    from dermsynth.analysis.grid import planned_runs, trainings
+    from dermsynth.core import config
+
+    params = config.parse(yaml.safe_load((study / "params.yaml").read_text()))
+    assert len(planned_runs(params)) == 5  # fitz_only, seed, synthetic_and_seed, dose2, dose4
+    assert trainings(params) == [
+        "light_to_dark-fitz_only",
+        "light_to_dark-psoriasis-seed",
+        "light_to_dark-psoriasis-synthetic_and_seed",
+        "light_to_dark-psoriasis-dose2",
+    ]
+    lock = yaml.safe_load((study / "dvc.lock").read_text())["stages"]
+    assert sorted(s for s in lock if s.startswith(TRAINING_STAGES)) == [
+        "dose@psoriasis-2",
+        "fitz_only@light_to_dark",
+        "train@light_to_dark-psoriasis-seed",
+        "train@light_to_dark-psoriasis-synthetic_and_seed",
+    ]
+    assert sorted(p.name for p in (study / "models").iterdir()) == sorted(trainings(params))
+    assert len(list((study / "reports/runs").glob("*.json"))) == 5  # every configuration has its metrics
+
+
+def test_training_a_configuration_again_gives_identical_predictions(study: Path):
+    run = study / "models/light_to_dark-psoriasis-synthetic_and_seed"
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.suffix in (".csv", ".json")}
+    args = ["--direction", "light_to_dark", "--condition", "psoriasis", "--arm", "synthetic_and_seed"]
+    run_ok([sys.executable, "-m", "dermsynth", "train", *args], study)
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.suffix in (".csv", ".json")} == before
+    assert json.loads(dvc("status", "--json", cwd=study)) == {}  # same bytes: DVC sees nothing to re-run
+
+
+def test_a_new_interval_level_reruns_only_the_stages_that_compute_intervals(study: Path):
+    with edited_params(study, "evaluate", "z", 1.644854):
+        assert set(json.loads(dvc("status", "--json", cwd=study))) == {"evaluate", "track"}
+        out = dvc("repro", cwd=study)
+        ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+        assert ran == {"evaluate", "report", "track"}
+        arms = json.loads((study / "reports/metrics.json").read_text())["arms"]
+        narrow = {k: c["wilson_high"] - c["wilson_low"] for k, c in arms.items()}
+    dvc("repro", cwd=study)
+    arms = json.loads((study / "reports/metrics.json").read_text())["arms"]
+    assert all(narrow[k] < c["wilson_high"] - c["wilson_low"] for k, c in arms.items() if c["n"])
+
+
+def test_a_generator_model_that_is_not_used_retrains_nothing(study: Path):
+    with edited_params(
+        study,
+        "generate",
+        "openai",
+        {**yaml.safe_load((study / "params.yaml").read_text())["generate"]["openai"], "model": "gpt-image-9"},
+    ):
+        out = dvc("repro", cwd=study)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert not {s for s in ran if s.startswith(TRAINING_STAGES) or s in ("curate", "features", "evaluate")}, ran
+    assert "generate" in ran  # tone_transfer ignores the model: same outputs, so nothing after it re-runs
+    dvc("repro", cwd=study)
+    assert "Running stage" not in dvc("repro", cwd=study)
 
 
 def test_gate_accepts_its_own_baseline_and_rejects_a_regression(study: Path):

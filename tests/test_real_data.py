@@ -24,7 +24,7 @@ from PIL import Image
 
 from dermsynth import metadata
 from dermsynth.core import config
-from dermsynth.core.study import ARMS, LABELS
+from dermsynth.core.study import REAL_COUNTS
 from dermsynth.imaging.lesions import render
 from dermsynth.imaging.skin import ITA_BANDS
 from dermsynth.model.backbone import load_vgg16
@@ -41,7 +41,7 @@ def pick_rows() -> list[dict]:
     with open(metadata.shipped_csv()) as fh:
         for row in csv.DictReader(fh):
             fst = int(row["fitzpatrick_scale"])
-            if row["label"] not in LABELS or fst < 1:
+            if row["label"] not in REAL_COUNTS or fst < 1:
                 continue
             key = (row["label"], (fst + 1) // 2)
             if seen.get(key, 0) < PER_CELL:
@@ -68,7 +68,9 @@ def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw["generate"].update(candidates=2, conditions=["psoriasis"])
     raw["curate"].update(keep=1)
     raw["features"].update(views=1, batch_size=16)
-    raw["train"].update(epochs=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=list(ARMS[:3]))
+    raw["train"].update(
+        epochs=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=["seed", "synthetic_and_seed"]
+    )
     raw["dose"].update(levels=[1])
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"

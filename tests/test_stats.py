@@ -6,31 +6,33 @@ from sklearn.linear_model import LogisticRegression
 
 from dermsynth.analysis.stats import dose_trend, holm, mcnemar_exact, paired_counts, wald, wilson
 
+Z = 1.959964  # the two-sided 95% normal quantile (params.yaml evaluate.z)
+
 
 def test_wald_matches_the_worked_example():
-    low, high = wald(9, 37)
+    low, high = wald(9, 37, Z)
     assert pytest.approx(0.243, abs=5e-4) == 9 / 37
     assert (round(low, 3), round(high, 3)) == (0.105, 0.381)
 
 
 def test_wald_for_25_of_37():
-    assert tuple(round(v, 3) for v in wald(25, 37)) == (0.525, 0.827)
+    assert tuple(round(v, 3) for v in wald(25, 37, Z)) == (0.525, 0.827)
 
 
 def test_wilson_for_9_of_37():
-    assert tuple(round(v, 3) for v in wilson(9, 37)) == (0.134, 0.401)
+    assert tuple(round(v, 3) for v in wilson(9, 37, Z)) == (0.134, 0.401)
 
 
 def test_intervals_are_clipped_to_the_unit_interval():
-    assert wald(0, 5) == (0.0, 0.0)
-    assert wald(5, 5) == (1.0, 1.0)
-    low, high = wilson(0, 5)
+    assert wald(0, 5, Z) == (0.0, 0.0)
+    assert wald(5, 5, Z) == (1.0, 1.0)
+    low, high = wilson(0, 5, Z)
     assert low == 0.0
     assert 0 < high < 1
 
 
 def test_empty_cell_has_no_interval():
-    assert all(math.isnan(v) for v in wald(0, 0) + wilson(0, 0))
+    assert all(math.isnan(v) for v in wald(0, 0, Z) + wilson(0, 0, Z))
 
 
 # --- paired tests, multiplicity, dose trend -------------------------------------------------------------------
@@ -38,10 +40,10 @@ def test_empty_cell_has_no_interval():
 
 def test_intervals_accept_pooled_fractional_counts():
     # 3 repeats of 37 images at mean accuracy 0.5: k = 18.5 of n = 37 -> p = 0.5, half = 1.96 * sqrt(0.25 / 37)
-    low, high = wald(18.5, 37)
+    low, high = wald(18.5, 37, Z)
     assert low == pytest.approx(0.5 - 1.959964 * math.sqrt(0.25 / 37))
     assert high == pytest.approx(0.5 + 1.959964 * math.sqrt(0.25 / 37))
-    assert wilson(18.5, 37)[0] == pytest.approx(1 - wilson(18.5, 37)[1])  # symmetric at p = 0.5
+    assert wilson(18.5, 37, Z)[0] == pytest.approx(1 - wilson(18.5, 37, Z)[1])  # symmetric at p = 0.5
 
 
 def test_mcnemar_exact_known_value():
@@ -94,7 +96,7 @@ def _simulate(slope: float, seed: int, images: int = 300, repeats: int = 3) -> t
 
 def test_dose_trend_detects_a_rising_accuracy():
     correct, dose, image = _simulate(slope=0.3, seed=1)
-    res = dose_trend(correct, dose, image)
+    res = dose_trend(correct, dose, image, Z)
     assert res["slope"] > 0
     assert res["p"] < 1e-3
     assert res["n"] == 4500
@@ -105,7 +107,7 @@ def test_dose_trend_detects_a_rising_accuracy():
 
 def test_dose_trend_without_effect_is_not_significant():
     correct, dose, image = _simulate(slope=0.0, seed=2)
-    res = dose_trend(correct, dose, image)
+    res = dose_trend(correct, dose, image, Z)
     assert abs(res["z"]) < 1.96
     assert res["p"] > 0.05
     assert res["or_low"] < 1 < res["or_high"]
@@ -115,7 +117,7 @@ def test_dose_trend_point_estimate_matches_sklearn():
     correct, dose, image = _simulate(slope=0.15, seed=3)
     x = np.log2(1 + dose)[:, None]
     sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(x, correct)
-    assert dose_trend(correct, dose, image)["slope"] == pytest.approx(sk.coef_[0, 0], abs=1e-4)
+    assert dose_trend(correct, dose, image, Z)["slope"] == pytest.approx(sk.coef_[0, 0], abs=1e-4)
 
 
 def test_dose_trend_robust_se_with_one_observation_per_cluster_closed_form():
@@ -124,7 +126,7 @@ def test_dose_trend_robust_se_with_one_observation_per_cluster_closed_form():
     # slope is the log odds ratio divided by the covariate distance log2(1 + 8) - log2(1) = log2(9).
     correct = np.array([1] * 6 + [0] * 4 + [1] * 9 + [0] * 1, dtype=bool)  # p0 = 0.6, p1 = 0.9
     dose = np.array([0] * 10 + [8] * 10)
-    res = dose_trend(correct, dose, np.arange(20))
+    res = dose_trend(correct, dose, np.arange(20), Z)
     dx = math.log2(9)
     assert res["slope"] == pytest.approx(math.log((0.9 / 0.1) / (0.6 / 0.4)) / dx)
     var_log_or = 1 / (10 * 0.6 * 0.4) + 1 / (10 * 0.9 * 0.1)
@@ -135,8 +137,8 @@ def test_dose_trend_clustering_is_not_fooled_by_duplicated_scores():
     # Scoring each image twice (two repeats, identical outcomes) adds no information: the cluster-robust SE with the
     # duplicates clustered by image equals the one-per-cluster SE; a naive SE would shrink by sqrt(2).
     correct, dose, _ = _simulate(slope=0.2, seed=4, images=200, repeats=1)
-    once = dose_trend(correct, dose, np.arange(correct.size))
-    twice = dose_trend(np.tile(correct, 2), np.tile(dose, 2), np.tile(np.arange(correct.size), 2))
+    once = dose_trend(correct, dose, np.arange(correct.size), Z)
+    twice = dose_trend(np.tile(correct, 2), np.tile(dose, 2), np.tile(np.arange(correct.size), 2), Z)
     assert twice["slope"] == pytest.approx(once["slope"])
     assert twice["se"] == pytest.approx(once["se"])
 
@@ -144,15 +146,15 @@ def test_dose_trend_clustering_is_not_fooled_by_duplicated_scores():
 def test_dose_trend_degenerate_inputs_give_nan_not_errors():
     dose = np.array([0, 2, 8, 16])
     for correct, d in [([1, 1, 1, 1], dose), ([0, 0, 0, 0], dose), ([1, 0, 1, 0], np.full(4, 8))]:
-        res = dose_trend(correct, d, np.arange(4))
+        res = dose_trend(correct, d, np.arange(4), Z)
         assert math.isnan(res["slope"])
         assert math.isnan(res["p"])
         assert res["n"] == 4
-    separated = dose_trend([0, 0, 1, 1], dose, np.arange(4))  # perfect separation: no finite MLE
+    separated = dose_trend([0, 0, 1, 1], dose, np.arange(4), Z)  # perfect separation: no finite MLE
     assert math.isnan(separated["slope"])
-    one_cluster = dose_trend([1, 0, 0, 1, 1, 1], [0, 0, 2, 2, 8, 8], np.zeros(6))
+    one_cluster = dose_trend([1, 0, 0, 1, 1, 1], [0, 0, 2, 2, 8, 8], np.zeros(6), Z)
     assert math.isfinite(one_cluster["slope"])
     assert math.isnan(one_cluster["se"])
     assert math.isnan(one_cluster["p"])
     with pytest.raises(ValueError, match="length"):
-        dose_trend([1, 0], [0, 2], [0])
+        dose_trend([1, 0], [0, 2], [0], Z)

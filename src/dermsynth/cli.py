@@ -62,16 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train one head (one arm or dose of the study)",
-        description="Stage `train`/`dose`: train one classifier head on cached features.",
+        description="Stage `fitz_only`/`train`/`dose`: train one classifier head on cached features.",
     )
     train.add_argument("--direction", required=True, help="light_to_dark or dark_to_light")
-    train.add_argument("--condition", required=True, help="slug of the augmented condition")
-    train.add_argument("--arm", required=True, help="fitz_only, seed or synthetic_and_seed")
+    train.add_argument("--condition", default=None, help="slug of the augmented condition (all arms but fitz_only)")
+    train.add_argument("--arm", required=True, help="fitz_only, seed, synthetic_and_seed or tone_control")
     train.add_argument(
         "--dose",
         type=int,
         default=None,
-        help="number of synthetic images (synthetic_and_seed only; default: all curated)",
+        help="number of synthetic images, below the whole set (synthetic_and_seed only; default: all curated)",
     )
     tune = sub.add_parser(
         "tune",

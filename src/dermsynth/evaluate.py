@@ -1,7 +1,11 @@
 """Stage `evaluate`: per-run metrics from per-image predictions, and the study's tables.
 
 `run_metrics` turns one run's predictions into the flat dict that goes, unchanged, to
-MLflow and to reports/runs/<run>.json. The stage then gathers every run into
+MLflow and to reports/runs/<configuration>.json: point estimates with their intervals
+(`evaluate.z`) and the fairness metrics. They are computed here, not in training, so that
+changing `evaluate` re-runs only this stage and what reads it. Configurations that share a
+training (every condition's fitz_only, the whole-set dose) get the same numbers under their own
+names. The stage then gathers every run into
 reports/metrics.json: the arms table, the dose-response table and the spillover table,
 which the regression gate compares with the committed baseline. Every arms and dose cell
 carries, beside the augmented condition's accuracy, the net-benefit metrics of its whole test
@@ -18,6 +22,7 @@ import pandas as pd
 
 from dermsynth.analysis import compare
 from dermsynth.analysis.grid import arm_of, planned_runs
+from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import DIRECTIONS, load_conditions, slug
@@ -170,18 +175,31 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
     return out
 
 
+def write_run_metrics(params: Params) -> None:
+    """reports/runs/<configuration>.json for every configuration, from its training's predictions."""
+    done: dict[str, dict] = {}
+    for old in paths.RUN_METRICS.glob("*.json"):  # a configuration no longer planned leaves no stale file
+        old.unlink()
+    for run in planned_runs(params):
+        if run["trained"] not in done:
+            predictions = pd.read_csv(paths.run_dir(run["trained"]) / "predictions.csv", dtype={"md5hash": str})
+            done[run["trained"]] = {**run_metrics(predictions, params.evaluate.z), **fairness(predictions)}
+        files.write_json(paths.RUN_METRICS / f"{run['name']}.json", done[run["trained"]])
+
+
 def main(params: Params) -> None:
+    write_run_metrics(params)
     rows = study_rows(params)
     tests = compare.paired_tests(params)
     rows["arms"] = with_paired_tests(rows["arms"], tests)
     trends = compare.dose_trends(params)
     runs = [{**run, "arm": arm_of(run)} for run in planned_runs(params)]
-    fairness = compare.fairness_table(runs)
+    fairness_by_run = compare.fairness_table(runs)
     files.write_json(paths.STUDY_METRICS, keyed(rows))
     for name, items in rows.items():
         files.write_csv(paths.PLOTS / f"{name}.csv", with_plot_labels(name, pd.DataFrame(items)))
     central = compare.synthetic_vs_seed(params)
-    tables = {"paired_tests": tests, "synthetic_vs_seed": central, "dose_trend": trends, "fairness": fairness}
+    tables = {"paired_tests": tests, "synthetic_vs_seed": central, "dose_trend": trends, "fairness": fairness_by_run}
     for name, table in tables.items():
         files.write_csv(paths.TABLES / f"{name}.csv", table)
     files.write_json(paths.SUMMARY, summary(rows, central, params))

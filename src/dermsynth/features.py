@@ -113,6 +113,14 @@ def inventory(splits: pd.DataFrame, curated: pd.DataFrame, params: Params) -> tu
     return eval_index, views_index
 
 
+def describe(device: torch.device) -> str:
+    """The device as recorded in info.json and MLflow's `device` tag: "cpu", or "cuda:0 (<GPU name>)"."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type
+
+
 def main(params: Params, device: str | None = None) -> None:
     cfg = params.features
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
@@ -120,7 +128,8 @@ def main(params: Params, device: str | None = None) -> None:
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)
     eval_index, views_index = inventory(splits, curated, params)
     vgg = load_vgg16(cfg.weights, cfg.seed)
-    model = Fc6Extractor(vgg).eval().to(pick_device(device), DTYPES[cfg.precision])
+    chosen = pick_device(device)
+    model = Fc6Extractor(vgg).eval().to(chosen, DTYPES[cfg.precision])
     model = model.to(memory_format=torch.channels_last)
     out = paths.FEATURES
     extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval")
@@ -137,6 +146,7 @@ def main(params: Params, device: str | None = None) -> None:
             "precision": cfg.precision,
             "views": cfg.views,
             "crop": cfg.crop,
+            "device": describe(chosen),  # bfloat16 kernels (and so the last bits of the features) differ by device
             "note": "weights 'none' is a seeded random initialisation: no pretrained weights exist offline"
             if cfg.weights == "none"
             else "",

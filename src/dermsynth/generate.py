@@ -120,7 +120,7 @@ def offline(chosen: pd.DataFrame, params: Params) -> tuple[list[dict], list[dict
         for k in range(cfg.candidates):
             pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
             name = f"{seed.md5hash}_{k}.jpg"
-            files.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, files.encode_jpeg(pixels, 92))
+            files.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, files.encode_jpeg(pixels, cfg.jpeg_quality))
             log.append({"seed_md5hash": seed.md5hash, "candidate": k, "status": delivery.OK, "detail": ""})
             rows.append(
                 {

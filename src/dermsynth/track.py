@@ -68,11 +68,12 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def configuration_files(name: str) -> list[Path]:
+def configuration_files(run: dict) -> list[Path]:
+    """A configuration's metrics, and the predictions and histories of the training it shares or owns."""
     return [
-        paths.RUN_METRICS / f"{name}.json",
-        paths.run_dir(name) / "predictions.csv",
-        paths.run_dir(name) / paths.TRAINING_NAME,
+        paths.RUN_METRICS / f"{run['name']}.json",
+        paths.run_dir(run["trained"]) / "predictions.csv",
+        paths.run_dir(run["trained"]) / paths.TRAINING_NAME,
     ]
 
 
@@ -81,7 +82,7 @@ def fingerprints(runs: list[dict], flat: dict[str, str]) -> tuple[dict[str, str]
     params = json.dumps(flat, sort_keys=True).encode()
     per_run = {}
     for run in runs:
-        files = configuration_files(run["name"])
+        files = configuration_files(run)
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise FileNotFoundError(f"track: {run['name']} has no {', '.join(missing)}: run `dvc repro` first")
@@ -123,6 +124,13 @@ def datasets(params: Params) -> list[tuple[object, str]]:
     return out
 
 
+def stage_of(run: dict) -> str:
+    """The dvc.yaml stage that trained a configuration's predictions."""
+    if run["arm"] == "fitz_only":
+        return "fitz_only"
+    return "train" if run["dose"] is None or run["trained"] != run["name"] else "dose"
+
+
 def configuration_tags(params: Params, run: dict, info: dict, training: dict) -> dict[str, str]:
     """Tags that make runs filterable; `dose` is the number of synthetic images trained on."""
     return {
@@ -136,8 +144,9 @@ def configuration_tags(params: Params, run: dict, info: dict, training: dict) ->
         "backbone": f"{info['backbone']}:{info['weights']}",
         "device": str(info.get("device", "unknown")),
         "git_commit": tracking.git_commit(),
-        "stage": "train" if run["dose"] is None else "dose",
+        "stage": stage_of(run),
         "configuration": run["name"],
+        "trained_as": run["trained"],  # models/<trained_as>: shared by configurations with the same training set
         "repeat": "all",
     }
 
@@ -149,8 +158,8 @@ def log_configuration(
     import mlflow
 
     name = run["name"]
-    training = files.read_json(paths.run_dir(name) / paths.TRAINING_NAME)
-    predictions = pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
+    training = files.read_json(paths.run_dir(run["trained"]) / paths.TRAINING_NAME)
+    predictions = pd.read_csv(paths.run_dir(run["trained"]) / "predictions.csv", dtype={"md5hash": str})
     tags = {**configuration_tags(params, run, info, training), "fingerprint": fingerprint}
     with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, nested=True):
         mlflow.log_params({**flat, "n_train": training["n_train"], "n_synthetic": training["n_synthetic"]})
@@ -161,7 +170,7 @@ def log_configuration(
             figure = Path(tmp) / "confusion_matrix.png"
             confusion_figure(predictions[predictions["repeat"] == 0], load_conditions(), figure)
             mlflow.log_artifact(str(figure))
-        mlflow.log_artifact(str(paths.run_dir(name) / "predictions.csv"))
+        mlflow.log_artifact(str(paths.run_dir(run["trained"]) / "predictions.csv"))
         for r, history in enumerate(training["histories"]):
             child = {**tags, "repeat": str(r), "train_seed": str(params.train.seed + r)}
             child["fingerprint"] = f"{fingerprint}/r{r}"

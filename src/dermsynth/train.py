@@ -1,4 +1,4 @@
-"""Stages `train` and `dose`: train one classifier head on cached features and predict with it.
+"""Stages `fitz_only`, `train` and `dose`: train one classifier head on cached features and predict with it.
 
 Head, optimiser, sampler and schedule follow docs/protocol.md (Groh et al.): Adam, StepLR(7, 0.1),
 NLLLoss, a class-balanced WeightedRandomSampler drawing len(train) samples per epoch, with
@@ -7,9 +7,11 @@ validation split (the test sets are only predicted, once, at the end), accuracy 
 like shapes, and the best epoch is tracked from the first.
 
 The stage writes files only: the heads, every repeat's predictions and per-epoch history
-(models/<run>/), the pooled metrics (reports/runs/<run>.json) and the mean learning curves
-(reports/epochs/<run>.csv, a DVC plot). MLflow is filled from these files by the `track`
-stage, so what it shows never depends on which stages DVC ran or restored from its cache.
+(models/<run>/) and the mean learning curves (reports/epochs/<run>.csv, a DVC plot). Metrics
+and intervals are `evaluate`'s (so that its parameters never retrain anything), and MLflow is
+filled from the files by `track`, so what it shows never depends on which stages DVC ran or
+restored from its cache. `fitz_only` trains once per direction: its training set is the same
+for every condition (core/paths.py, `trained_as`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
-from dermsynth.core.paths import run_name
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.paths import full_dose, trained_as
 from dermsynth.core.study import DIRECTIONS
 from dermsynth.model.fitting import best_epoch, mean_curve, predict, train_once
 from dermsynth.model.trainset import (
@@ -31,9 +33,28 @@ from dermsynth.model.trainset import (
 )
 
 
-def main(params: Params, direction: str, condition: str, arm: str, dose: int | None = None) -> int:
+def check_request(params: Params, condition: str | None, arm: str, dose: int | None) -> None:
+    """Refuse a training that the grid never asks for, or that would overwrite a shared one."""
+    if arm != "fitz_only" and condition is None:
+        raise DermsynthError(f"train: arm {arm} needs --condition (only fitz_only trains once per direction)")
+    if dose is not None and not 0 < dose < full_dose(params):
+        raise DermsynthError(
+            f"train: --dose {dose} must be between 1 and {full_dose(params) - 1}; the whole set "
+            f"({full_dose(params)}) is the synthetic_and_seed arm"
+        )
+
+
+def group_accuracies(predictions: pd.DataFrame, direction: str) -> str:
+    """Accuracy on each test group, all conditions, mean over repeats: the line the stage prints."""
+    test = predictions[predictions["split"] == "test"]
+    groups = DIRECTIONS[direction].test_groups
+    return ", ".join(f"{g} {test.loc[test['group'] == g, 'correct'].mean():.3f}" for g in groups)
+
+
+def main(params: Params, direction: str, condition: str | None, arm: str, dose: int | None = None) -> int:
+    check_request(params, condition, arm, dose)
     cfg = params.train
-    name = run_name(direction, condition, arm, dose)
+    name = trained_as(params, direction, condition or "", arm, dose)
     feats = FeatureStore(paths.FEATURES)
     data = load_run_data(params, direction, condition, arm, dose, feats)
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
@@ -48,9 +69,7 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
         torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / f"head_r{r}.pt")
         repeats.append((predictions, history))
     predictions = pd.concat([p for p, _ in repeats], ignore_index=True)
-    metrics = {**run_metrics(predictions, params.evaluate.z), **fairness(predictions)}
     files.write_csv(out / "predictions.csv", predictions)
-    files.write_json(paths.RUN_METRICS / f"{name}.json", metrics)
     n_synthetic = int((~data.train["key"].isin(set(splits["md5hash"]))).sum())
     histories = [history for _, history in repeats]
     training = {"n_train": len(data.train), "n_synthetic": n_synthetic, "histories": histories}
@@ -59,6 +78,6 @@ def main(params: Params, direction: str, condition: str, arm: str, dose: int | N
     print(
         f"train {name}: n_train={len(data.train)} repeats={cfg.repeats} "
         f"best val acc {np.mean([best_epoch(h)['val_acc'] for _, h in repeats]):.3f} (mean); "
-        + ", ".join(f"{g} {metrics[f'test/{g}/acc']:.3f}" for g in DIRECTIONS[direction].test_groups)
+        f"test accuracy {group_accuracies(predictions, direction)}"
     )
     return 0

@@ -30,6 +30,7 @@ import functools
 import numpy as np
 import pandas as pd
 
+from dermsynth.analysis.grid import dose_levels
 from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, class_scores, prediction_counts
 from dermsynth.analysis.stats import (
     bootstrap_p,
@@ -66,14 +67,12 @@ def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
 def paired_tests(params: Params) -> pd.DataFrame:
     """McNemar of every augmented arm against fitz_only, per direction, condition and test group; Holm-adjusted."""
     rows = []
-    if "fitz_only" not in params.train.arms:  # no reference arm in this grid: nothing to pair against
-        return pd.DataFrame(rows)
     for direction in params.train.directions:
         for condition in params.train.conditions:
             label = label_for(condition)
-            base = predictions(paths.run_name(direction, condition, "fitz_only", None))
-            for arm in (a for a in params.train.arms if a != "fitz_only"):
-                other = predictions(paths.run_name(direction, condition, arm, None))
+            base = predictions(paths.trained_as(params, direction, condition, "fitz_only", None))
+            for arm in params.train.arms:
+                other = predictions(paths.trained_as(params, direction, condition, arm, None))
                 for group in DIRECTIONS[direction].test_groups:
                     a, b_ = majority(base, group, label), majority(other, group, label)
                     if not a.index.equals(b_.index):
@@ -132,8 +131,8 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
     for direction in params.train.directions:
         for condition in params.train.conditions:
             label = label_for(condition)
-            seed = predictions(paths.run_name(direction, condition, "seed", None))
-            synth = predictions(paths.run_name(direction, condition, "synthetic_and_seed", None))
+            seed = predictions(paths.trained_as(params, direction, condition, "seed", None))
+            synth = predictions(paths.trained_as(params, direction, condition, "synthetic_and_seed", None))
             for group in DIRECTIONS[direction].test_groups:
                 a, b_ = majority(seed, group, label), majority(synth, group, label)
                 if not a.index.equals(b_.index):
@@ -169,15 +168,19 @@ def dose_trends(params: Params) -> pd.DataFrame:
     rows = []
     for condition in params.train.conditions:
         label = label_for(condition)
-        runs = [(0, paths.run_name(direction, condition, "seed", None))] if "seed" in params.train.arms else []
-        runs += [(d, paths.run_name(direction, condition, "synthetic_and_seed", d)) for d in params.dose.levels]
+        seed = paths.trained_as(params, direction, condition, "seed", None)
+        runs = [(0, seed)] if "seed" in params.train.arms else []
+        runs += [
+            (d, paths.trained_as(params, direction, condition, "synthetic_and_seed", d)) for d in dose_levels(params)
+        ]
         if len(runs) < 2:  # a trend needs two doses
             continue
         frames = [predictions(name).assign(dose=d) for d, name in runs]
         scored = pd.concat(frames, ignore_index=True)
         for group in DIRECTIONS[direction].test_groups:
             cell = scored[(scored["split"] == "test") & (scored["group"] == group) & (scored["label"] == label)]
-            trend = dose_trend(cell["correct"].astype(int).to_numpy(), cell["dose"].to_numpy(), cell["md5hash"])
+            correct = cell["correct"].astype(int).to_numpy()
+            trend = dose_trend(correct, cell["dose"].to_numpy(), cell["md5hash"], params.evaluate.z)
             rows.append({"direction": direction, "condition": condition, "group": group, **trend})
     return pd.DataFrame(rows)
 

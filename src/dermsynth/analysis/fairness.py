@@ -5,7 +5,7 @@ probability of its predicted class), ``correct`` (bool) and a group column (``gr
 ``fitzpatrick_scale``). Rows whose group is missing are left out of the per-group metrics. Keys:
 
 * ``acc`` overall accuracy; ``acc/<g>`` accuracy of group g; ``acc_gap`` = max_g acc_g - min_g acc_g;
-  ``acc_ratio`` = min_g acc_g / max_g acc_g; ``worst_group_acc`` = min_g acc_g (its name: ``worst_group``).
+  ``acc_ratio`` = min_g acc_g / max_g acc_g; ``worst_group_acc`` = min_g acc_g.
 * FairDisCo metrics (Du, Hu, Liu & Li, 2022, "FairDisCo: Fairer AI in Dermatology via Disentanglement Contrastive
   Learning", ECCV Workshops). All are min/max ratios in [0, 1]; 1 = parity, higher = fairer.
   - ``pqd`` (predictive quality disparity) = min_g acc_g / max_g acc_g (equal to ``acc_ratio``).
@@ -54,14 +54,6 @@ def group_accuracy(predictions: pd.DataFrame, group_col: str = "group") -> pd.Se
     """Accuracy per group, indexed by group (sorted); groups with no rows are absent."""
     df = _check(predictions, group_col)
     return df.groupby(group_col, sort=True)["correct"].mean().astype(float)
-
-
-def worst_group(predictions: pd.DataFrame, group_col: str = "group") -> str:
-    """Name of the group with the lowest accuracy (the first in sort order on ties)."""
-    acc = group_accuracy(predictions, group_col)
-    if acc.empty:
-        raise ValueError("no groups to compare")
-    return _name(acc.idxmin())
 
 
 def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:

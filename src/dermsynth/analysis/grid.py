@@ -1,7 +1,8 @@
 """The study's grid: every configuration `dvc repro` trains, and the numbers of the grid as a whole.
 
 `planned_runs` lists the configurations (arms per direction and condition, then the dose
-levels) in one order that `evaluate`, `track` and the report share. `test_metrics` flattens the
+levels) in one order that `evaluate`, `track` and the report share, each with the training
+that holds its predictions (`trained_as`: identical training sets are trained once). `test_metrics` flattens the
 paired tests, the synthetic-vs-seed tests, the changes against `fitz_only` and the dose trends
 into the metric names the grid's MLflow run carries.
 """
@@ -13,25 +14,46 @@ import math
 import pandas as pd
 
 from dermsynth.core.config import Params
-from dermsynth.core.paths import run_name
+from dermsynth.core.paths import full_dose, run_name, trained_as
+
+
+def arms(params: Params) -> list[str]:
+    """The arms of every condition's table: fitz_only, the reference every change is measured from, then train.arms."""
+    return ["fitz_only", *params.train.arms]
+
+
+def dose_levels(params: Params) -> list[int]:
+    """The dose-response levels: dose.levels, then the whole set (the synthetic_and_seed arm, trained once)."""
+    whole = "synthetic_and_seed" in params.train.arms and params.dose.direction in params.train.directions
+    return [*params.dose.levels, *([full_dose(params)] if whole else [])]
 
 
 def planned_runs(params: Params) -> list[dict]:
-    """Every configuration as (name, direction, condition, arm, dose); doses add synthetic images."""
+    """Every configuration as (name, trained, direction, condition, arm, dose); doses add synthetic images.
+
+    ``name`` is the configuration as the tables and MLflow show it; ``trained`` the training it reads.
+    """
     runs = [
         {"direction": d, "condition": c, "arm": a, "dose": None}
         for d in params.train.directions
         for c in params.train.conditions
-        for a in params.train.arms
+        for a in arms(params)
     ]
     runs += [
         {"direction": params.dose.direction, "condition": c, "arm": "synthetic_and_seed", "dose": n}
         for c in params.train.conditions
-        for n in params.dose.levels
+        for n in dose_levels(params)
     ]
     for run in runs:
-        run["name"] = run_name(run["direction"], run["condition"], run["arm"], run["dose"])
+        ident = (run["direction"], run["condition"], run["arm"], run["dose"])
+        run["name"] = run_name(*ident)
+        run["trained"] = trained_as(params, *ident)
     return runs
+
+
+def trainings(params: Params) -> list[str]:
+    """The distinct trainings of the grid (what `dvc repro` trains), in planned order."""
+    return list(dict.fromkeys(run["trained"] for run in planned_runs(params)))
 
 
 def arm_of(run: dict) -> str:

@@ -29,10 +29,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-Z95 = 1.959964
 
-
-def wald(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+def wald(k: float, n: int, z: float) -> tuple[float, float]:
     """Wald interval p +- z sqrt(p(1-p)/n); (nan, nan) when n is 0."""
     if n == 0:
         return math.nan, math.nan
@@ -41,7 +39,7 @@ def wald(k: float, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, p - half), min(1.0, p + half)
 
 
-def wilson(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson(k: float, n: int, z: float) -> tuple[float, float]:
     """Wilson score interval; (nan, nan) when n is 0."""
     if n == 0:
         return math.nan, math.nan
@@ -93,7 +91,7 @@ def bootstrap_weights(n: int, draws: int, seed: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(float)
 
 
-def percentile_interval(values: ArrayLike, z: float = Z95) -> tuple[float, float]:
+def percentile_interval(values: ArrayLike, z: float) -> tuple[float, float]:
     """Central percentile interval of bootstrap values with the coverage of +-z (95% for z = 1.96); NaNs ignored."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
@@ -146,13 +144,14 @@ def cluster_robust_cov(x: np.ndarray, y: np.ndarray, beta: np.ndarray, cluster: 
     return n_clusters / (n_clusters - 1) * bread @ meat @ bread
 
 
-def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike) -> dict[str, float]:
+def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike, z_level: float) -> dict[str, float]:
     """Logit of correctness on log2(1 + dose) with cluster-robust SE; a Wald z-test for a dose-response.
 
-    Returns slope (log-odds per doubling), se, z, two-sided normal p, odds_ratio_per_doubling with its 95% interval
-    (or_low, or_high), n predictions and G clusters. Degenerate inputs do not raise: when every prediction is
-    correct, none is, there is a single dose level, the fit does not converge (perfect separation), or there is
-    only one cluster (no robust SE), the undefined statistics are nan.
+    Returns slope (log-odds per doubling), se, z, two-sided normal p, odds_ratio_per_doubling with its
+    interval (or_low, or_high, at the normal quantile ``z_level``: evaluate.z), n predictions and G
+    clusters. Degenerate inputs do not raise: when every prediction is correct, none is, there is a
+    single dose level, the fit does not converge (perfect separation), or there is only one cluster
+    (no robust SE), the undefined statistics are nan.
     """
     y = np.asarray(correct, dtype=float)
     d = np.asarray(dose, dtype=float)
@@ -178,7 +177,7 @@ def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike) -> dict[
         "se": se,
         "z": z,
         "p": float(2.0 * sps.norm.sf(abs(z))),
-        "or_low": math.exp(slope - Z95 * se),
-        "or_high": math.exp(slope + Z95 * se),
+        "or_low": math.exp(slope - z_level * se),
+        "or_high": math.exp(slope + z_level * se),
     }
     return result

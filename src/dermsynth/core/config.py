@@ -92,6 +92,7 @@ class Generate:
     conditions: list[str]
     strength: list[float]
     crop: list[float]
+    jpeg_quality: int  # tone_transfer's candidates
     allow_partial: bool  # accept a run that stored fewer images than planned (curate and train report it)
     openai: OpenAIImages
     diffusers: DiffusersInpaint
@@ -226,13 +227,20 @@ class Params:
             ]
         problems += [f"train.directions: unknown {d!r}" for d in self.train.directions if d not in DIRECTIONS]
         problems += [f"train.arms: unknown {a!r}" for a in self.train.arms if a not in ARMS]
+        if "fitz_only" in self.train.arms:
+            problems.append(
+                "train.arms: fitz_only is always trained, once per direction (stage fitz_only), as the reference "
+                "of every table; list only the arms trained per condition"
+            )
         if self.dose.direction not in DIRECTIONS:
             problems.append(f"dose.direction: unknown {self.dose.direction!r}")
-        max_dose = self.curate.keep * self.split.seeds_per_group
+        whole = self.curate.keep * self.split.seeds_per_group
         problems += [
-            f"dose.levels: {d} exceeds the {max_dose} curated images per seed set"
+            f"dose.levels: {d} is not between 1 and {whole - 1}: dose 0 is the seed arm, and {whole} (curate.keep x "
+            "split.seeds_per_group, the whole curated set) is the synthetic_and_seed arm, which the dose-response "
+            "table includes without training it again"
             for d in self.dose.levels
-            if not 0 <= d <= max_dose
+            if not 0 < d < whole
         ]
         if self.curate.mode not in ("auto", "human"):
             problems.append("curate.mode must be auto or human")

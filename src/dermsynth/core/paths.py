@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dermsynth.core.config import Params
 
 
 def root() -> Path:
@@ -85,6 +89,25 @@ def image_file(images: Path, md5hash: str) -> Path:
 
 def run_name(direction: str, condition: str, arm: str, dose: int | None) -> str:
     return f"{direction}-{condition}-{arm if dose is None else f'dose{dose}'}"
+
+
+def full_dose(params: Params) -> int:
+    """The whole planned synthetic set of a condition: curate.keep images from each of the seeds."""
+    return params.curate.keep * params.split.seeds_per_group
+
+
+def trained_as(params: Params, direction: str, condition: str, arm: str, dose: int | None) -> str:
+    """The training (models/<name>/) whose predictions a configuration reports.
+
+    Configurations with the same training set share one training instead of repeating it:
+    fitz_only adds nothing per condition, so it is trained once per direction; the dose that
+    adds the whole curated set is the synthetic_and_seed arm.
+    """
+    if arm == "fitz_only":
+        return f"{direction}-fitz_only"
+    if dose is not None and dose == full_dose(params):
+        return run_name(direction, condition, "synthetic_and_seed", None)
+    return run_name(direction, condition, arm, dose)
 
 
 def run_dir(run: str) -> Path:

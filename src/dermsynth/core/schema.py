@@ -116,6 +116,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("generate.candidates", lambda v: v >= 1, ">= 1"),
     ("generate.strength", _interval(0.0, 1.0), "[low, high] within [0, 1]"),
     ("generate.crop", _interval(0.05, 1.0), "[low, high] within [0.05, 1]"),
+    ("generate.jpeg_quality", lambda v: 1 <= v <= 100, "in 1..100"),
     ("generate.openai.max_usd", lambda v: v >= 0, ">= 0"),
     ("generate.openai.workers", lambda v: v >= 1, ">= 1"),
     ("generate.openai.timeout", lambda v: v > 0, "> 0 seconds"),

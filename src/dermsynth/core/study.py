@@ -13,18 +13,6 @@ from importlib import resources
 
 from dermsynth.core import files, paths
 
-# The seven labels, spelled exactly as in fitzpatrick17k.csv, with a slug for file and stage names.
-CONDITIONS: dict[str, str] = {
-    "basal_cell_carcinoma": "basal cell carcinoma",
-    "folliculitis": "folliculitis",
-    "nematode_infection": "nematode infection",
-    "neutrophilic_dermatoses": "neutrophilic dermatoses",
-    "prurigo_nodularis": "prurigo nodularis",
-    "psoriasis": "psoriasis",
-    "squamous_cell_carcinoma": "squamous cell carcinoma",
-}
-LABELS: tuple[str, ...] = tuple(CONDITIONS.values())
-
 
 def slug(label: str) -> str:
     """File- and stage-name form of a label: 'basal cell carcinoma' -> 'basal_cell_carcinoma'."""

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 
 from dermsynth.core.config import Train
-from dermsynth.model.backbone import Head
+from dermsynth.model.backbone import FC6_DIM, Head
 from dermsynth.model.trainset import (
     FeatureStore,
     RunData,
@@ -61,8 +61,8 @@ def fit(
             out = model.head(h_val)
             val_loss, val_acc = float(loss_fn(out, y_val)), float((out.argmax(1) == y_val).float().mean())
         history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss, "val_acc": val_acc})
-        if (val_acc, -val_loss) > best_key:
-            best_key, best = (val_acc, -val_loss), copy.deepcopy(model.state_dict())
+        if epoch_rank(val_acc, val_loss) > best_key:
+            best_key, best = epoch_rank(val_acc, val_loss), copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     return model, history
 
@@ -82,7 +82,7 @@ def train_once(data: RunData, cfg: Train, precision: str, seed: int) -> tuple[He
     """One training of the head with training seed ``seed`` (initialisation, sampler, views, dropout)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    fc7 = nn.Linear(4096, 4096)
+    fc7 = nn.Linear(FC6_DIM, FC6_DIM)  # the backbone's frozen fc7, loaded from build/features
     fc7.load_state_dict(data.fc7)
     model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
     if cfg.standardize:
@@ -96,5 +96,11 @@ def mean_curve(histories: list[list[dict]]) -> pd.DataFrame:
     return frame.groupby("epoch", as_index=False).mean().round(6)
 
 
+def epoch_rank(val_acc: float, val_loss: float) -> tuple[float, float]:
+    """The one rule for the best epoch: highest validation accuracy, then lowest validation loss."""
+    return (val_acc, -val_loss)
+
+
 def best_epoch(history: list[dict]) -> dict:
-    return max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+    """The history entry of the epoch whose head `fit` kept."""
+    return max(history, key=lambda h: epoch_rank(h["val_acc"], h["val_loss"]))

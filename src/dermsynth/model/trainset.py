@@ -52,7 +52,7 @@ def training_set(
     splits: pd.DataFrame,
     curated: pd.DataFrame,
     direction: str,
-    condition: str,
+    condition: str | None,
     arm: str,
     dose: int | None,
     keep: int,
@@ -60,6 +60,8 @@ def training_set(
     """Keys and labels the run trains on: real training images, plus seeds and synthetic images by arm."""
     rows = splits[(splits["direction"] == direction)]
     parts = [rows.loc[rows["role"] == "train", ["md5hash", "label"]].rename(columns={"md5hash": "key"})]
+    if arm == "fitz_only":  # the same for every condition: trained once per direction
+        return parts[0]
     label = label_of(condition, sorted(set(splits["label"])))
     seeds = rows[(rows["role"] == "seed") & (rows["label"] == label)]
     if arm in ("seed", "synthetic_and_seed"):
@@ -129,7 +131,7 @@ class RunData:
 
 
 def load_run_data(
-    params: Params, direction: str, condition: str, arm: str, dose: int | None, feats: FeatureStore
+    params: Params, direction: str, condition: str | None, arm: str, dose: int | None, feats: FeatureStore
 ) -> RunData:
     """Training and validation tensors of one configuration (tuning uses this too: no test row is read)."""
     classes = load_conditions()
