@@ -1,13 +1,15 @@
 import pytest
 
+from dermsynth.analysis import grid
 from dermsynth.core import config
+
+from .conftest import REPO
 
 
 def test_committed_params_are_valid():
-    from .conftest import REPO
-
     params = config.parse(config.read_yaml(REPO / "params.yaml"))
-    assert params.dose.levels == [2, 8, 16, 32]
+    assert params.dose.levels == [2, 8, 16]
+    assert grid.dose_levels(params) == [2, 8, 16, 32]  # the paper's doses; 32 is the synthetic_and_seed arm
     assert params.curate.keep == 4
     assert params.generate.candidates == 8
 
@@ -38,11 +40,36 @@ def test_doses_beyond_the_original_need_a_curated_pool_that_large(raw_params):
     raw_params["split"]["seeds_per_group"] = 16
     raw_params["generate"]["candidates"] = 16
     raw_params["curate"]["keep"] = 8
-    raw_params["dose"]["levels"] = [2, 8, 16, 32, 64, 128]
-    assert config.parse(raw_params).dose.levels[-1] == 128
+    raw_params["dose"]["levels"] = [2, 8, 16, 32, 64]
+    params = config.parse(raw_params)
+    assert grid.dose_levels(params)[-2:] == [64, 128]  # 128, the whole set: the synthetic_and_seed arm
     raw_params["curate"]["keep"] = 4
-    with pytest.raises(config.ConfigError, match=r"dose\.levels: 128 exceeds the 64 curated images"):
+    with pytest.raises(config.ConfigError, match=r"dose\.levels: 64 is not between 1 and 63"):
         config.parse(raw_params)
+
+
+@pytest.mark.parametrize("level", [0, 4])  # shrunk params: 2 seeds x curate.keep 2 = 4, the whole set
+def test_a_dose_that_another_arm_already_trains_is_refused(raw_params, level):
+    raw_params["dose"]["levels"] = [2, level]
+    with pytest.raises(config.ConfigError, match=rf"dose\.levels: {level} is not between 1 and 3: dose 0 is the seed"):
+        config.parse(raw_params)
+
+
+def test_fitz_only_is_never_listed_among_the_arms_trained_per_condition(raw_params):
+    raw_params["train"]["arms"] = ["fitz_only", "seed"]
+    with pytest.raises(config.ConfigError, match=r"train\.arms: fitz_only is always trained, once per direction"):
+        config.parse(raw_params)
+
+
+def test_shared_trainings_are_named_once():
+    params = config.load(REPO / "params.yaml")
+    runs = grid.planned_runs(params)
+    assert len(runs) == 36  # 2 directions x 3 conditions x 4 arms + 3 conditions x 4 dose levels
+    assert len(grid.trainings(params)) == 29  # 3 fitz_only per direction -> 1; dose32 is synthetic_and_seed
+    fitz = {r["trained"] for r in runs if r["arm"] == "fitz_only"}
+    assert fitz == {"light_to_dark-fitz_only", "dark_to_light-fitz_only"}
+    whole = next(r for r in runs if r["name"] == "light_to_dark-psoriasis-dose32")
+    assert whole["trained"] == "light_to_dark-psoriasis-synthetic_and_seed"
 
 
 def test_repeats_must_be_positive(raw_params):

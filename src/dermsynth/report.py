@@ -12,7 +12,7 @@ import pandas as pd
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
-from dermsynth.views.figures import arms_figure, dose_figure
+from dermsynth.views.figures import arms_figure, confidence, dose_figure
 from dermsynth.views.report_tables import (
     arms_table,
     central_table,
@@ -117,8 +117,9 @@ def render(params: Params) -> str:
     info = files.read_json(paths.FEATURES / "info.json")
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
     chance = 1 / len(selection["conditions"])
-    arms_figure(arms, chance)
-    dose_figure(dose, chance)
+    level = confidence(params.evaluate.z)
+    arms_figure(arms, chance, level)
+    dose_figure(dose, chance, level)
     lines = [
         "# dermsynth study report",
         "",
@@ -131,8 +132,8 @@ def render(params: Params) -> str:
         "",
         f"Every configuration is trained {params.train.repeats} times (training seeds {params.train.seed}"
         f"-{params.train.seed + params.train.repeats - 1}). Cells: accuracy on the test images of the given FST "
-        "group, pooled over repeats, with its 95% Wilson interval (Wald, the original study's, beside it in the arms "
-        "table) computed on the N distinct images (repeats score the same images, so R x N would be too narrow). "
+        f"group, pooled over repeats, with its {level} Wilson interval (Wald, the original study's, beside it in the "
+        "arms table) computed on the N distinct images (repeats score the same images, so R x N would be too narrow). "
         "Validation accuracy is in-distribution (the training group); chance is "
         f"1/{len(selection['conditions'])} = {chance:.3f}.",
         "",
@@ -156,20 +157,20 @@ def render(params: Params) -> str:
         "## Arms: accuracy on the augmented condition",
         "",
         *arms_legend(set(arms["arm"]), params.split.seeds_per_group),
-        arms_table(arms),
+        arms_table(arms, level),
         "",
         "![arms](figures/arms.png)",
         "",
         "## Net benefit: every gain beside its cost",
         "",
         "Per arms cell, over **all** test images of the group (all conditions), pooled over repeats: the augmented "
-        "condition's accuracy, the group's overall accuracy, balanced accuracy (mean per-class recall, 95% "
+        f"condition's accuracy, the group's overall accuracy, balanced accuracy (mean per-class recall, {level} "
         "percentile interval from a bootstrap over images), macro-F1, and the share of the group's predictions "
         "that go to the augmented condition; in brackets the change against `fitz_only`. A model that simply "
         "predicts the augmented condition more often raises its accuracy and its share while balanced accuracy "
         "falls.",
         "",
-        net_benefit_table(arms, chance),
+        net_benefit_table(arms, chance, level),
         "",
         *flagged_cells(pd.concat([arms, dose], ignore_index=True)),
         "## The central question: do synthetic images add anything over their seeds?",
@@ -177,12 +178,12 @@ def render(params: Params) -> str:
         "`synthetic_and_seed` against `seed` (the same seeds, plus the synthetic images made from them). Left: exact "
         "McNemar on the augmented condition's test images (majority vote over repeats; b = only `seed` right, "
         f"c = only `synthetic_and_seed` right), Holm over these {len(central)} tests. Right: the group's balanced "
-        "accuracy over all conditions, its difference with a 95% interval and a two-sided p from a paired "
+        f"accuracy over all conditions, its difference with a {level} interval and a two-sided p from a paired "
         "bootstrap over the group's images (both arms resampled with the same images, each image keeping all its "
         "repeats; balanced accuracy is a mean of per-class recalls, which McNemar cannot test), Holm over its own "
         "family.",
         "",
-        central_table(central),
+        central_table(central, level),
         "",
         "## Paired tests against `fitz_only`",
         "",
@@ -201,7 +202,7 @@ def render(params: Params) -> str:
         "",
         "Trend test: logistic regression of per-prediction correctness (every repeat) on log2(1 + dose) over "
         "dose 0 and every level, with standard errors clustered by image (each image is scored at every dose). "
-        "Odds ratio per doubling of the dose, with its 95% interval:",
+        f"Odds ratio per doubling of the dose, with its {level} interval:",
         "",
         trend_table(trends),
         "",

@@ -7,6 +7,7 @@ reason: see the net-benefit table of the report).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import ModuleType
 
@@ -33,12 +34,17 @@ def chance_line(ax: object, chance: float) -> None:
 
 
 ARMS_ROWS = (  # (value column, interval columns, y label): the gain on top, its cost over the whole group below
-    ("acc", ("wilson_low", "wilson_high"), "condition accuracy\n(95% Wilson CI)"),
-    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n(95% bootstrap CI)"),
+    ("acc", ("wilson_low", "wilson_high"), "condition accuracy\n({level} Wilson CI)"),
+    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n({level} bootstrap CI)"),
 )
 
 
-def arms_figure(arms: pd.DataFrame, chance: float) -> None:
+def confidence(z: float) -> str:
+    """The coverage of a two-sided interval at normal quantile ``z`` (evaluate.z) as a label: 1.959964 -> "95%"."""
+    return f"{100 * math.erf(z / math.sqrt(2)):.0f}%"
+
+
+def arms_figure(arms: pd.DataFrame, chance: float, level: str) -> None:
     """Per direction and test group: the arms' accuracy on the augmented condition; the group's balanced accuracy."""
     plt = pyplot()
     panels = [(d, g) for d in DIRECTIONS for g in DIRECTIONS[d].test_groups if d in set(arms["direction"])]
@@ -52,13 +58,15 @@ def arms_figure(arms: pd.DataFrame, chance: float) -> None:
             for i, arm in enumerate(present):
                 cells = block[block["arm"] == arm].set_index("condition").reindex(conditions)
                 x = [j + (i - (len(present) - 1) / 2) * width for j in range(len(conditions))]
-                err = [cells[value] - cells[low], cells[high] - cells[value]]
-                ax.bar(x, cells[value], width=width, yerr=err, capsize=2, label=arm, color=f"C{ARMS.index(arm)}")
+                ax.bar(x, cells[value], width=width, label=arm, color=f"C{ARMS.index(arm)}")
+                # the interval as drawn from its own ends: a bootstrap percentile interval need not contain the point
+                mid, half = (cells[low] + cells[high]) / 2, (cells[high] - cells[low]) / 2
+                ax.errorbar(x, mid, yerr=half, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
             ax.set_xticks(range(len(conditions)), [c.replace("_", "\n") for c in conditions], fontsize=7)
             ax.set_title(f"{direction}: test {group}", fontsize=9)
             ax.set_ylim(0, 1)
             chance_line(ax, chance)
-        axes[row][0].set_ylabel(ylabel, fontsize=8)
+        axes[row][0].set_ylabel(ylabel.format(level=level), fontsize=8)
     fig.suptitle(
         "Gain and cost by arm: accuracy on the augmented condition (top), balanced accuracy of the whole "
         "test group (bottom)",
@@ -71,7 +79,7 @@ def arms_figure(arms: pd.DataFrame, chance: float) -> None:
     plt.close(fig)
 
 
-def dose_figure(dose: pd.DataFrame, chance: float) -> None:
+def dose_figure(dose: pd.DataFrame, chance: float, level: str) -> None:
     plt = pyplot()
     groups = list(dict.fromkeys(dose["group"]))
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), sharey=True, squeeze=False)
@@ -88,7 +96,7 @@ def dose_figure(dose: pd.DataFrame, chance: float) -> None:
         ax.set_title(f"test {group}", fontsize=9)
         ax.set_ylim(0, 1)
         chance_line(ax, chance)
-    axes[0][0].set_ylabel("pooled accuracy (95% Wilson CI)")
+    axes[0][0].set_ylabel(f"pooled accuracy ({level} Wilson CI)")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)

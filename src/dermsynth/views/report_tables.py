@@ -39,7 +39,7 @@ def splits_table(splits: pd.DataFrame) -> str:
     return sizes.reset_index().to_markdown(index=False)
 
 
-def arms_table(arms: pd.DataFrame) -> str:
+def arms_table(arms: pd.DataFrame, level: str) -> str:
     """Every cell: mean (SD) over repeats, pooled accuracy with Wilson and Wald intervals, N, paired p."""
     order = {a: i for i, a in enumerate(ARMS)}
     arms = arms.assign(order=arms["arm"].map(order)).sort_values(["direction", "condition", "group", "order"])
@@ -53,10 +53,10 @@ def arms_table(arms: pd.DataFrame) -> str:
                 f"{m:.3f} ({s:.3f})" for m, s in zip(arms["acc_mean"], arms["acc_sd"], strict=True)
             ],
             "pooled": arms["acc"].map("{:.3f}".format),
-            "Wilson 95%": [
+            f"Wilson {level}": [
                 f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wilson_low"], arms["wilson_high"], strict=True)
             ],
-            "Wald 95%": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wald_low"], arms["wald_high"], strict=True)],
+            f"Wald {level}": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wald_low"], arms["wald_high"], strict=True)],
             "N": arms["n"].astype(int),
             "p vs fitz_only": arms["p"].map(fmt_p),
             "Holm p": arms["p_holm"].map(fmt_p),
@@ -73,7 +73,7 @@ def with_interval(value: float, low: float, high: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.3f} [{low:.3f}-{high:.3f}]"
 
 
-def net_benefit_table(arms: pd.DataFrame, chance: float) -> str:
+def net_benefit_table(arms: pd.DataFrame, chance: float, level: str) -> str:
     """Every cell's gain beside its cost: the group's overall and balanced accuracy, macro-F1, prediction share."""
     order = {a: i for i, a in enumerate(ARMS)}
     arms = arms.assign(order=arms["arm"].map(order).fillna(len(order))).sort_values(
@@ -87,7 +87,7 @@ def net_benefit_table(arms: pd.DataFrame, chance: float) -> str:
             "arm": arms["arm"],
             "condition acc": [f"{a:.3f}{signed(d)}" for a, d in zip(arms["acc"], arms["d_acc"], strict=True)],
             "group acc": [f"{a:.3f}{signed(d)}" for a, d in zip(arms["group_acc"], arms["d_group_acc"], strict=True)],
-            "balanced acc [95%]": [
+            f"balanced acc [{level}]": [
                 with_interval(a, lo, hi) + signed(d)
                 for a, lo, hi, d in zip(
                     arms["bal_acc"], arms["bal_acc_low"], arms["bal_acc_high"], arms["d_bal_acc"], strict=True
@@ -122,7 +122,7 @@ def flagged_cells(cells: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
-def central_table(tests: pd.DataFrame) -> str:
+def central_table(tests: pd.DataFrame, level: str) -> str:
     if tests.empty:
         return "(the grid lacks the `seed` or `synthetic_and_seed` arm: nothing to compare)"
     shown = pd.DataFrame(
@@ -141,7 +141,7 @@ def central_table(tests: pd.DataFrame) -> str:
             "balanced acc: seed -> synthetic": [
                 f"{a:.3f} -> {b:.3f}" for a, b in zip(tests["bal_acc_reference"], tests["bal_acc_arm"], strict=True)
             ],
-            "difference [95%]": [
+            f"difference [{level}]": [
                 f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                 for d, lo, hi in zip(
                     tests["bal_acc_difference"], tests["bal_acc_diff_low"], tests["bal_acc_diff_high"], strict=True
