@@ -4,7 +4,6 @@ import pytest
 from dermsynth.imaging.lesions import RENDERERS, render
 from dermsynth.imaging.skin import (
     ITA_BANDS,
-    fst_from_ita,
     group_ita_range,
     ita_degrees,
     lab_from_ita,
@@ -12,6 +11,14 @@ from dermsynth.imaging.skin import (
     rgb_to_lab,
     skin_ita,
 )
+
+
+def fst_from_ita(ita: float) -> int:
+    """The FST whose ITA band holds ``ita`` (ITA_BANDS inverted; beyond the outer bands: 1 or 6)."""
+    for fst, (lo, hi) in ITA_BANDS.items():
+        if lo <= ita < hi:
+            return fst
+    return 1 if ita >= ITA_BANDS[1][1] else 6
 
 
 def test_lab_round_trip():

@@ -70,14 +70,6 @@ def lab_from_ita(ita: float, b: float, a: float) -> np.ndarray:
     return np.array([50.0 + b * np.tan(np.radians(ita)), a, b])
 
 
-def fst_from_ita(ita: float) -> int:
-    """The FST whose ITA band holds ``ita`` (values beyond the outer bands clamp to 1 or 6)."""
-    for fst, (lo, hi) in ITA_BANDS.items():
-        if lo <= ita < hi:
-            return fst
-    return 1 if ita >= ITA_BANDS[1][1] else 6
-
-
 def group_ita_range(fsts: tuple[int, ...]) -> tuple[float, float]:
     """The ITA interval covered by a group of skin types, e.g. (5, 6) -> (-60, 10)."""
     return min(ITA_BANDS[f][0] for f in fsts), max(ITA_BANDS[f][1] for f in fsts)
