@@ -19,14 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.paths import full_dose, trained_as
 from dermsynth.core.study import DIRECTIONS
-from dermsynth.model.fitting import best_epoch, mean_curve, predict, train_once
+from dermsynth.model.fitting import best_epoch, mean_curve, predict, train_repeats
 from dermsynth.model.trainset import (
     FeatureStore,
     load_run_data,
@@ -61,9 +60,9 @@ def main(params: Params, direction: str, condition: str | None, arm: str, dose: 
     scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])]
     out = paths.run_dir(name)
     out.mkdir(parents=True, exist_ok=True)
+    seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeats = []
-    for r in tqdm(range(cfg.repeats), desc=f"train {name}", unit="repeat", disable=cfg.repeats < 2):
-        model, history = train_once(data, cfg, params.features.precision, cfg.seed + r)
+    for r, (model, history) in enumerate(train_repeats(data, cfg, params.features.precision, seeds, name)):
         predictions = predict(model, feats, scored, data.classes).assign(repeat=r)
         # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
         torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / f"head_r{r}.pt")

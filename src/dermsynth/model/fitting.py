@@ -1,17 +1,21 @@
-"""The training loop of one head (Groh et al.'s protocol, docs/protocol.md), prediction, best-epoch rule.
+"""The training loop of the heads (Groh et al.'s protocol, docs/protocol.md), prediction, best-epoch rule.
 
 Adam, StepLR, NLLLoss and a class-balanced WeightedRandomSampler, with the frozen fc6/fc7
-dropout active; the epoch is chosen on the validation split, never on test.
+dropout active; the epoch is chosen on the validation split, never on test. The repeats of a
+configuration train together (`Stacked`): their batches share one pass through the frozen fc7,
+which is most of the work, while each keeps its own initialisation, sampler, views and dropout.
 """
 
 from __future__ import annotations
 
-import copy
+import math
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import RandomSampler, WeightedRandomSampler
+from tqdm import tqdm
 
 from dermsynth.core.config import Train
 from dermsynth.model.backbone import FC6_DIM, Head
@@ -21,50 +25,162 @@ from dermsynth.model.trainset import (
 )
 
 
-def fit(
-    model: Head,
-    x_views: torch.Tensor,
-    y: torch.Tensor,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    cfg: Train,
-    gen: torch.Generator,
-) -> tuple[Head, list[dict]]:
-    """Train for cfg.epochs; return the head of the best validation epoch and the history."""
-    if cfg.sampler:
-        counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
-        sampler = WeightedRandomSampler((1.0 / counts)[y].double(), num_samples=len(y), replacement=True, generator=gen)
-    else:
-        sampler = RandomSampler(range(len(y)), generator=gen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
-    loss_fn = nn.NLLLoss()
-    best, best_key, history = copy.deepcopy(model.state_dict()), (-1.0, 0.0), []
-    model.eval()
-    h_val = model.frozen_features(x_val)  # deterministic in eval mode: computed once, not every epoch
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
+@dataclass
+class Repeat:
+    """One repeat's own randomness: its sampler and view stream (``gen``) and its dropout stream (``noise``).
+
+    Both follow the repeat's training seed alone, so a repeat's result does not depend on how
+    many repeats train beside it.
+    """
+
+    seed: int
+    model: Head
+    gen: torch.Generator
+    noise: torch.Generator
+
+
+def frozen_parts(data: RunData, cfg: Train) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
+    """The backbone's fc7 and the input standardisation (fitted on the run's training views), shared by all repeats."""
+    fc7 = nn.Linear(FC6_DIM, FC6_DIM, device="meta").to_empty(device="cpu")  # no random init: the weights are loaded
+    fc7.load_state_dict(data.fc7)
+    flat = data.x_views.flatten(0, 1)
+    if cfg.standardize:
+        return fc7, flat.mean(0), flat.std(0).clamp_min(1e-6)
+    return fc7, torch.zeros(FC6_DIM), torch.ones(FC6_DIM)
+
+
+def new_repeat(data: RunData, cfg: Train, precision: str, seed: int, frozen: tuple) -> Repeat:
+    """A freshly initialised head for training seed ``seed`` (initialisation, then the repeat's own streams)."""
+    fc7, mean, std = frozen
+    torch.manual_seed(seed)
+    model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
+    model.mean.copy_(mean)
+    model.std.copy_(std)
+    return Repeat(seed, model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2**31))
+
+
+def epoch_draws(repeats: list[Repeat], y: torch.Tensor, n_views: int, cfg: Train) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each repeat's sample order (class-balanced with replacement, or a permutation) and view per sample: (R, N)."""
+    orders, views = [], []
+    for rep in repeats:
+        if cfg.sampler:
+            counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
+            weights = (1.0 / counts)[y].double()
+            sampler = WeightedRandomSampler(weights, num_samples=len(y), replacement=True, generator=rep.gen)
+        else:
+            sampler = RandomSampler(range(len(y)), generator=rep.gen)
         order = torch.tensor(list(sampler))
-        view = torch.randint(x_views.shape[1], (len(order),), generator=gen)
-        total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx, v = order[start : start + cfg.batch_size], view[start : start + cfg.batch_size]
-            loss = loss_fn(model(x_views[idx, v]), y[idx])
+        orders.append(order)
+        views.append(torch.randint(n_views, (len(order),), generator=rep.gen))
+    return torch.stack(orders), torch.stack(views)
+
+
+BITS = torch.arange(32, dtype=torch.int64)
+
+
+def masks(repeats: list[Repeat], shape: tuple[int, ...], p: float) -> torch.Tensor:
+    """Inverted-dropout masks (R, *shape): kept with probability 1 - p and scaled by 1 / (1 - p), per repeat's stream.
+
+    The fc6/fc7 dropouts (p = 0.5) take one random bit per unit, 32 from each draw: per-element
+    Bernoulli draws cost more than the fc7 GEMM on CPUs where PyTorch has no vectorised sampler.
+    """
+    n = math.prod(shape)
+    if p == 0.5:
+        words = torch.stack(
+            [torch.empty((n + 31) // 32, dtype=torch.int64).random_(generator=r.noise) for r in repeats]
+        )
+        keep = ((words.unsqueeze(-1) >> BITS) & 1).flatten(1)[:, :n]
+    else:
+        keep = torch.stack([torch.rand(n, generator=r.noise) for r in repeats]) >= p
+    return keep.view(len(repeats), *shape).to(torch.float32).div_(1 - p)
+
+
+class Stacked(nn.Module):
+    """The R trainable heads as stacked tensors, so that one step trains all of them.
+
+    fc7 is frozen and shared, so the R batches pass through it as one (R x batch)-row GEMM, the
+    cost of every step; the small trainable layers run as batched matmuls. Each repeat's loss
+    reaches only its own slice, and Adam is elementwise, so this is R independent trainings.
+    """
+
+    def __init__(self, heads: list[Head]):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.stack([h.head[0].weight.detach().t() for h in heads]))  # (R, 4096, hidden)
+        self.b1 = nn.Parameter(torch.stack([h.head[0].bias.detach() for h in heads]).unsqueeze(1))
+        self.w2 = nn.Parameter(torch.stack([h.head[3].weight.detach().t() for h in heads]))  # (R, hidden, classes)
+        self.b2 = nn.Parameter(torch.stack([h.head[3].bias.detach() for h in heads]).unsqueeze(1))
+        self.reference = [heads[0]]  # the shared frozen part (a list: not a sub-module, so not optimised)
+        self.dropout = heads[0].head[2].p
+
+    def frozen_train(self, fc6: torch.Tensor, repeats: list[Repeat]) -> torch.Tensor:
+        """(R, B, 4096) standardised fc6 -> dropout, fc7 (one GEMM), ReLU, dropout; per-repeat masks."""
+        ref = self.reference[0]
+        with torch.no_grad():
+            x = fc6 * masks(repeats, fc6.shape[1:], 0.5)
+            x = torch.relu(ref.fc7(x.to(ref.dtype).flatten(0, 1))).float().view(fc6.shape)
+            return x * masks(repeats, fc6.shape[1:], 0.5)
+
+    def head(self, x: torch.Tensor, repeats: list[Repeat] | None) -> torch.Tensor:
+        """(R, B, 4096) -> log-probabilities (R, B, classes); dropout when repeats are given (training)."""
+        h = torch.relu(torch.baddbmm(self.b1, x, self.w1))
+        if repeats is not None:
+            h = h * masks(repeats, h.shape[1:], self.dropout)
+        return torch.log_softmax(torch.baddbmm(self.b2, h, self.w2), dim=-1)
+
+    def export(self, r: int) -> dict[str, torch.Tensor]:
+        """Repeat r's trainable weights under the single Head's names."""
+        return {
+            "head.0.weight": self.w1[r].detach().t().clone(),
+            "head.0.bias": self.b1[r, 0].detach().clone(),
+            "head.3.weight": self.w2[r].detach().t().clone(),
+            "head.3.bias": self.b2[r, 0].detach().clone(),
+        }
+
+
+def validate(stacked: Stacked, h_val: torch.Tensor, y_val: torch.Tensor) -> list[tuple[float, float]]:
+    """(loss, accuracy) of every repeat on the validation split (dropout off)."""
+    with torch.inference_mode():
+        out = stacked.head(h_val.expand(stacked.w1.shape[0], -1, -1), None)
+        losses = nn.functional.nll_loss(out.transpose(1, 2), y_val.expand(out.shape[0], -1), reduction="none")
+        accs = (out.argmax(-1) == y_val).float().mean(1)
+    return [(float(loss.mean()), float(acc)) for loss, acc in zip(losses, accs, strict=True)]
+
+
+def fit(repeats: list[Repeat], data: RunData, cfg: Train, label: str = "") -> list[tuple[Head, list[dict]]]:
+    """Train every repeat for cfg.epochs together; per repeat, the head of its best validation epoch and its history."""
+    stacked = Stacked([r.model for r in repeats])
+    optimiser = torch.optim.Adam(stacked.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
+    ref = repeats[0].model.eval()
+    h_val = ref.frozen_features(data.x_val)  # deterministic in eval mode: once for every repeat and epoch
+    x_views = (data.x_views - ref.mean) / ref.std  # standardised once: the same for every repeat and step
+    best = [((-1.0, 0.0), stacked.export(r)) for r in range(len(repeats))]
+    histories: list[list[dict]] = [[] for _ in repeats]
+    n = len(data.y)
+    desc = f"train {label} ({len(repeats)} repeats)"
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=not label, leave=False):
+        orders, views = epoch_draws(repeats, data.y, data.x_views.shape[1], cfg)
+        totals = torch.zeros(len(repeats), dtype=torch.float64)
+        for start in range(0, n, cfg.batch_size):
+            idx, v = orders[:, start : start + cfg.batch_size], views[:, start : start + cfg.batch_size]
+            out = stacked.head(stacked.frozen_train(x_views[idx, v], repeats), repeats)
+            losses = nn.functional.nll_loss(out.transpose(1, 2), data.y[idx], reduction="none").mean(1)
             optimiser.zero_grad()
-            loss.backward()
+            losses.sum().backward()
             optimiser.step()
-            total += loss.item() * len(idx)
+            totals += losses.detach().double() * idx.shape[1]
         schedule.step()
-        model.eval()
-        with torch.inference_mode():
-            out = model.head(h_val)
-            val_loss, val_acc = float(loss_fn(out, y_val)), float((out.argmax(1) == y_val).float().mean())
-        history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss, "val_acc": val_acc})
-        if epoch_rank(val_acc, val_loss) > best_key:
-            best_key, best = epoch_rank(val_acc, val_loss), copy.deepcopy(model.state_dict())
-    model.load_state_dict(best)
-    return model, history
+        for r, (val_loss, val_acc) in enumerate(validate(stacked, h_val, data.y_val)):
+            histories[r].append(
+                {"epoch": epoch, "train_loss": float(totals[r]) / n, "val_loss": val_loss, "val_acc": val_acc}
+            )
+            if epoch_rank(val_acc, val_loss) > best[r][0]:
+                best[r] = (epoch_rank(val_acc, val_loss), stacked.export(r))
+    results = []
+    for rep, (_, weights), history in zip(repeats, best, histories, strict=True):
+        rep.model.load_state_dict(weights, strict=False)
+        results.append((rep.model.eval(), history))
+    return results
 
 
 def predict(model: Head, feats: FeatureStore, rows: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
@@ -78,16 +194,17 @@ def predict(model: Head, feats: FeatureStore, rows: pd.DataFrame, classes: list[
     return out.reset_index(drop=True)
 
 
+def train_repeats(
+    data: RunData, cfg: Train, precision: str, seeds: list[int], label: str = ""
+) -> list[tuple[Head, list[dict]]]:
+    """One training per seed (initialisation, sampler, views, dropout all follow the seed), run together."""
+    frozen = frozen_parts(data, cfg)
+    return fit([new_repeat(data, cfg, precision, seed, frozen) for seed in seeds], data, cfg, label)
+
+
 def train_once(data: RunData, cfg: Train, precision: str, seed: int) -> tuple[Head, list[dict]]:
-    """One training of the head with training seed ``seed`` (initialisation, sampler, views, dropout)."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    fc7 = nn.Linear(FC6_DIM, FC6_DIM)  # the backbone's frozen fc7, loaded from build/features
-    fc7.load_state_dict(data.fc7)
-    model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
-    if cfg.standardize:
-        model.standardize(data.x_views.flatten(0, 1))
-    return fit(model, data.x_views, data.y, data.x_val, data.y_val, cfg, gen)
+    """One training of the head with training seed ``seed``."""
+    return train_repeats(data, cfg, precision, [seed])[0]
 
 
 def mean_curve(histories: list[list[dict]]) -> pd.DataFrame:
