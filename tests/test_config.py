@@ -171,3 +171,16 @@ def test_every_key_is_required_params_yaml_is_the_one_source_of_values(raw_param
     del raw_params["tune"]["trials"]
     with pytest.raises(config.ConfigError, match=r"generate\.openai\.max_usd: missing"):
         config.parse(raw_params)
+
+
+def test_the_whole_set_dose_reports_what_its_training_had(workdir, params):
+    """A short curated set (rejections, an accepted partial run) makes the whole-set point smaller than planned."""
+    runs = {r["name"]: r for r in grid.planned_runs(params)}
+    whole = runs["light_to_dark-psoriasis-dose4"]  # shrunk params: 2 seeds x curate.keep 2
+    assert whole["trained"] == "light_to_dark-psoriasis-synthetic_and_seed"
+    training = workdir / "models" / whole["trained"] / "training.json"
+    training.parent.mkdir(parents=True)
+    training.write_text('{"n_train": 100, "n_synthetic": 3, "histories": []}')
+    assert grid.dose_of(whole) == 3
+    assert grid.dose_of(runs["light_to_dark-psoriasis-dose2"]) == 2  # trained for its level: never read
+    assert grid.dose_of(runs["light_to_dark-psoriasis-seed"]) is None

@@ -8,9 +8,11 @@ import pytest
 from dermsynth import metadata
 from dermsynth.cohort import selection
 from dermsynth.core import config, paths
-from dermsynth.core.study import LABELS
+from dermsynth.core.study import REAL_COUNTS
 
 from .conftest import REPO
+
+STUDY_LABELS = tuple(REAL_COUNTS)  # the seven labels of the study, as in fitzpatrick17k.csv
 
 CSV = metadata.shipped_csv()
 
@@ -35,7 +37,7 @@ def test_report_without_any_image(workdir, params, hand_counts):
     assert not images.exists()
     metadata.main(params, str(CSV))
     numbers = __import__("json").loads((paths.METADATA_REPORTS / "summary.json").read_text())
-    for label in LABELS:
+    for label in STUDY_LABELS:
         row = numbers["counts"][label]
         assert [row[str(f)] for f in (1, 2, 3, 4, 5, 6)] == [hand_counts[(label, f)] for f in (1, 2, 3, 4, 5, 6)]
         assert row["FST -1 dropped"] == hand_counts[(label, -1)]
@@ -44,7 +46,7 @@ def test_report_without_any_image(workdir, params, hand_counts):
     assert numbers["counts"]["total"]["FST -1 dropped"] == 128
     report = (paths.METADATA_REPORTS / "report.md").read_text()
     assert "differs by one image. Here it is 46 (46 rows at FST V-VI minus 0 seeds" in report  # no ND seeds here
-    assert numbers["fst_unknown_dropped"] == sum(hand_counts[(label, -1)] for label in LABELS) == 128
+    assert numbers["fst_unknown_dropped"] == sum(hand_counts[(label, -1)] for label in STUDY_LABELS) == 128
     assert numbers["labels_in_metadata"] == 114
     assert numbers["urls"]["rows_without_url"] == 41
     assert numbers["urls"]["study_rows_without_url"] == 0
@@ -61,12 +63,12 @@ def test_split_sizes_match_the_csv(hand_counts):
         return sum(hand_counts[(label, f)] for label in label_set for f in fsts)
 
     light, dark = sizes[("light_to_dark", "all")], sizes[("dark_to_light", "all")]
-    assert light["train"] + light["val"] == group(LABELS, (1, 2)) == 1284
-    assert light["test III-IV"] == group(LABELS, (3, 4)) == 1076
-    assert light["test V-VI"] == group(LABELS, (5, 6)) - 3 * 8 == 323  # seeds of the 3 augmented conditions only
+    assert light["train"] + light["val"] == group(STUDY_LABELS, (1, 2)) == 1284
+    assert light["test III-IV"] == group(STUDY_LABELS, (3, 4)) == 1076
+    assert light["test V-VI"] == group(STUDY_LABELS, (5, 6)) - 3 * 8 == 323  # seeds of the 3 augmented conditions only
     assert light["seeds added"] == 24
-    assert dark["train"] + dark["val"] == group(LABELS, (5, 6)) == 347
-    assert dark["test I-II"] == group(LABELS, (1, 2)) - 24 == 1260
+    assert dark["train"] + dark["val"] == group(STUDY_LABELS, (5, 6)) == 347
+    assert dark["test I-II"] == group(STUDY_LABELS, (1, 2)) - 24 == 1260
     psoriasis = sizes[("light_to_dark", "psoriasis *")]
     assert psoriasis["val"] == round(0.2 * group(["psoriasis"], (1, 2))) == 69
     assert psoriasis["test V-VI"] == group(["psoriasis"], (5, 6)) - 8 == 77

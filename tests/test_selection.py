@@ -11,7 +11,9 @@ from dermsynth.cohort import selection
 from dermsynth.core import files, paths
 from dermsynth.core.config import Prepare
 from dermsynth.core.errors import DermsynthError
-from dermsynth.core.study import LABELS
+from dermsynth.core.study import REAL_COUNTS
+
+STUDY_LABELS = tuple(REAL_COUNTS)  # the seven labels of the study, as in fitzpatrick17k.csv
 
 
 def test_auto_ranks_every_label_by_its_smaller_extreme_count():
@@ -35,7 +37,7 @@ def test_auto_ranks_every_label_by_its_smaller_extreme_count():
 def test_explicit_is_the_protocol_list(params):
     chosen = selection.select_conditions(pd.DataFrame(), params.prepare)
     assert chosen["mode"] == "explicit"
-    assert chosen["conditions"] == list(LABELS)
+    assert chosen["conditions"] == list(STUDY_LABELS)
 
 
 def test_auto_mode_flows_through_the_stages(workdir, raw_params):

@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from dermsynth.analysis import compare
-from dermsynth.analysis.grid import arm_of, planned_runs
+from dermsynth.analysis.grid import arm_of, dose_of, planned_runs
 from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
@@ -65,11 +65,17 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
     for run in planned_runs(params):
         m = files.read_json(paths.RUN_METRICS / f"{run['name']}.json")
         ident = {"direction": run["direction"], "condition": run["condition"], "arm": arm_of(run)}
+        dose = dose_of(run)
+        if dose != run["dose"]:
+            print(
+                f"evaluate: WARNING {run['name']} is {run['trained']}, trained on {dose} synthetic images, "
+                f"not the {run['dose']} planned (a short curated set): its dose-response row says {dose}"
+            )
         for group in DIRECTIONS[run["direction"]].test_groups:
             key = f"test/{group}/{run['condition']}"
             row = {
                 **ident,
-                "dose": run["dose"],
+                "dose": dose,
                 "group": group,
                 "val_acc": m["val/acc"],
                 **{k: m.get(f"{key}/{k}") for k in CELL_KEYS},

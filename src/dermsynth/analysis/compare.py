@@ -30,7 +30,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from dermsynth.analysis.grid import dose_levels
+from dermsynth.analysis.grid import dose_of, planned_runs
 from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, class_scores, prediction_counts
 from dermsynth.analysis.stats import (
     bootstrap_p,
@@ -170,9 +170,8 @@ def dose_trends(params: Params) -> pd.DataFrame:
         label = label_for(condition)
         seed = paths.trained_as(params, direction, condition, "seed", None)
         runs = [(0, seed)] if "seed" in params.train.arms else []
-        runs += [
-            (d, paths.trained_as(params, direction, condition, "synthetic_and_seed", d)) for d in dose_levels(params)
-        ]
+        doses = [r for r in planned_runs(params) if r["dose"] is not None and r["condition"] == condition]
+        runs += [(dose_of(r), r["trained"]) for r in doses]
         if len(runs) < 2:  # a trend needs two doses
             continue
         frames = [predictions(name).assign(dose=d) for d, name in runs]

@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.paths import full_dose, run_name, trained_as
 
@@ -49,6 +50,15 @@ def planned_runs(params: Params) -> list[dict]:
         run["name"] = run_name(*ident)
         run["trained"] = trained_as(params, *ident)
     return runs
+
+
+def dose_of(run: dict) -> int | None:
+    """The synthetic images a dose configuration trained on: its level, or, for the whole-set level
+    (the synthetic_and_seed arm's training), the count that training had: fewer when curation or
+    an accepted partial generation left the set short, and the tables must not claim the plan."""
+    if run["dose"] is None or run["trained"] == run["name"]:
+        return run["dose"]
+    return int(files.read_json(paths.run_dir(run["trained"]) / paths.TRAINING_NAME)["n_synthetic"])
 
 
 def trainings(params: Params) -> list[str]:
