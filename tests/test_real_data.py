@@ -66,7 +66,7 @@ def real_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Only the study's size shrinks (none of these keys is in the real configuration): a few dozen images.
     raw["split"].update(seeds_per_group=1)
     raw["generate"].update(candidates=2, conditions=["psoriasis"])
-    raw["curate"].update(keep=1)
+    raw["curate"].update(keep=2)  # 1 seed x 2: the whole set, so that dose 1 is a dose below it
     raw["features"].update(views=1, batch_size=16)
     raw["train"].update(
         epochs=2, directions=["light_to_dark"], conditions=["psoriasis"], arms=["seed", "synthetic_and_seed"]
