@@ -9,10 +9,13 @@ activations are cached, and training runs dropout -> fc7 -> ReLU -> dropout -> h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchvision import models
+
+if TYPE_CHECKING:  # torchvision is imported where the backbone is built: a training stage only needs Head
+    from torchvision import models
 
 from dermsynth.core.errors import DermsynthError
 
@@ -28,6 +31,8 @@ class WeightsError(DermsynthError, RuntimeError):
 
 def load_vgg16(weights: str, seed: int) -> models.VGG:
     """VGG16 with ``weights``: 'none' (seeded random init), 'imagenet' (torchvision cache) or a file."""
+    from torchvision import models  # about 2 s of start-up (it loads torch._dynamo): only where a backbone is built
+
     if weights == "none":
         torch.manual_seed(seed)
         return models.vgg16(weights=None)
