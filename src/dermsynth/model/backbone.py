@@ -70,6 +70,11 @@ class Fc6Extractor(nn.Module):
         return self.fc6(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def standardisation(fc6: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation (floored) of training activations (N, 4096)."""
+    return fc6.mean(0), fc6.std(0).clamp_min(1e-6)
+
+
 class Head(nn.Module):
     """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of docs/protocol.md.
 
@@ -98,8 +103,9 @@ class Head(nn.Module):
 
     def standardize(self, fc6: torch.Tensor) -> None:
         """Fit the input standardisation on training activations (N, 4096)."""
-        self.mean.copy_(fc6.mean(0))
-        self.std.copy_(fc6.std(0).clamp_min(1e-6))
+        mean, std = standardisation(fc6)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
 
     def frozen_features(self, fc6: torch.Tensor) -> torch.Tensor:
         """Standardise, then dropout -> fc7 -> ReLU -> dropout (dropout only in train mode); float32 out."""

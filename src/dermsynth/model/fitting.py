@@ -18,7 +18,7 @@ from torch.utils.data import RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from dermsynth.core.config import Train
-from dermsynth.model.backbone import FC6_DIM, Head
+from dermsynth.model.backbone import FC6_DIM, Head, standardisation
 from dermsynth.model.trainset import (
     FeatureStore,
     RunData,
@@ -33,7 +33,6 @@ class Repeat:
     many repeats train beside it.
     """
 
-    seed: int
     model: Head
     gen: torch.Generator
     noise: torch.Generator
@@ -43,9 +42,8 @@ def frozen_parts(data: RunData, cfg: Train) -> tuple[nn.Linear, torch.Tensor, to
     """The backbone's fc7 and the input standardisation (fitted on the run's training views), shared by all repeats."""
     fc7 = nn.Linear(FC6_DIM, FC6_DIM, device="meta").to_empty(device="cpu")  # no random init: the weights are loaded
     fc7.load_state_dict(data.fc7)
-    flat = data.x_views.flatten(0, 1)
     if cfg.standardize:
-        return fc7, flat.mean(0), flat.std(0).clamp_min(1e-6)
+        return fc7, *standardisation(data.x_views.flatten(0, 1))
     return fc7, torch.zeros(FC6_DIM), torch.ones(FC6_DIM)
 
 
@@ -56,16 +54,15 @@ def new_repeat(data: RunData, cfg: Train, precision: str, seed: int, frozen: tup
     model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
     model.mean.copy_(mean)
     model.std.copy_(std)
-    return Repeat(seed, model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2**31))
+    return Repeat(model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2**31))
 
 
 def epoch_draws(repeats: list[Repeat], y: torch.Tensor, n_views: int, cfg: Train) -> tuple[torch.Tensor, torch.Tensor]:
     """Each repeat's sample order (class-balanced with replacement, or a permutation) and view per sample: (R, N)."""
     orders, views = [], []
+    weights = (1.0 / torch.bincount(y, minlength=int(y.max()) + 1).float())[y].double()  # the same for every repeat
     for rep in repeats:
         if cfg.sampler:
-            counts = torch.bincount(y, minlength=int(y.max()) + 1).float()
-            weights = (1.0 / counts)[y].double()
             sampler = WeightedRandomSampler(weights, num_samples=len(y), replacement=True, generator=rep.gen)
         else:
             sampler = RandomSampler(range(len(y)), generator=rep.gen)
