@@ -75,6 +75,27 @@ def standardisation(fc6: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return fc6.mean(0), fc6.std(0).clamp_min(1e-6)
 
 
+class MixedLinear(nn.Linear):
+    """A Linear whose product runs in ``compute`` precision while its weights stay float32.
+
+    The head's 4096-wide layer is, after fc7, the largest product of a training step; in
+    bfloat16 (the `precision` of the frozen part) it runs about 3x faster on CPUs with bf16
+    units. Its input is fc7's bfloat16 output, so only the weight is rounded; the optimiser
+    keeps float32 weights (mixed precision, as torch.autocast would do). In float32 it is
+    exactly nn.Linear.
+    """
+
+    def __init__(self, in_features: int, out_features: int, compute: torch.dtype = torch.float32):
+        super().__init__(in_features, out_features)
+        self.compute = compute
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compute == torch.float32:
+            return super().forward(x)
+        product = nn.functional.linear(x.to(self.compute), self.weight.to(self.compute))
+        return product.float() + self.bias
+
+
 class Head(nn.Module):
     """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of docs/protocol.md.
 
@@ -83,8 +104,9 @@ class Head(nn.Module):
     standardisation of the fc6 input, fitted on the run's own training images: activations
     of a randomly initialised backbone have arbitrary scales (std ~0.1) that a head trained
     for a few hundred steps cannot undo; ImageNet-pretrained activations do not need it.
-    The frozen part may run in bfloat16 (`precision`): fc7 is the cost of every step, and
-    on CPUs with AMX or on GPUs bfloat16 runs it several times faster.
+    The frozen part and the head's first product may run in bfloat16 (`precision`): fc7 is
+    the cost of every step, and on CPUs with bf16 units or on GPUs bfloat16 runs it several
+    times faster.
     """
 
     def __init__(self, fc7: nn.Linear, hidden: int, n_classes: int, dropout: float, precision: str = "float32"):
@@ -94,7 +116,7 @@ class Head(nn.Module):
         self.dtype = DTYPES[precision]
         self.fc7 = fc7.to(self.dtype).requires_grad_(False)
         self.head = nn.Sequential(
-            nn.Linear(FC6_DIM, hidden),
+            MixedLinear(FC6_DIM, hidden, self.dtype),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),

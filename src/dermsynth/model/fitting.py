@@ -8,7 +8,10 @@ which is most of the work, while each keeps its own initialisation, sampler, vie
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,6 +26,26 @@ from dermsynth.model.trainset import (
     FeatureStore,
     RunData,
 )
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed blocks instead of returning them to the OS after every step.
+
+    A training step allocates and frees tens of MB (fc7's activations, the bfloat16 copy of
+    the head's weights and its gradient). By default glibc serves such blocks with fresh
+    mmap pages and trims the heap after each free, so every step pays page faults: about a
+    third of the head's time on a 2-core machine. Other C libraries are left as they are.
+    """
+    if sys.platform != "linux" or ctypes.util.find_library("c") is None:
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum on 64-bit systems
+        libc.mallopt(M_TRIM_THRESHOLD, 2**30)
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt): nothing to tune
+        return
 
 
 @dataclass
@@ -72,24 +95,36 @@ def epoch_draws(repeats: list[Repeat], y: torch.Tensor, n_views: int, cfg: Train
     return torch.stack(orders), torch.stack(views)
 
 
-BITS = torch.arange(32, dtype=torch.int64)
+BITS = torch.arange(8, dtype=torch.uint8)
+LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def masks(repeats: list[Repeat], shape: tuple[int, ...], p: float) -> torch.Tensor:
+def random_bits(repeats: list[Repeat], n: int) -> torch.Tensor:
+    """(R, n) random bits as uint8 0/1: the low 32 bits of each repeat's int64 draws, bit k of word w at 32w + k.
+
+    The bits are unpacked from bytes (one byte per bit) rather than from int64 words (eight):
+    the unpacking costs more than drawing, and the order, hence every stream, is the same.
+    """
+    words = torch.stack([torch.empty((n + 31) // 32, dtype=torch.int64).random_(generator=r.noise) for r in repeats])
+    if LITTLE_ENDIAN:  # byte j of a little-endian int32 holds its bits 8j .. 8j + 7
+        octets = words.to(torch.int32).view(torch.uint8)
+        return ((octets.unsqueeze(-1) >> BITS) & 1).flatten(1)[:, :n]
+    return ((words.unsqueeze(-1) >> torch.arange(32)) & 1).flatten(1)[:, :n].to(torch.uint8)
+
+
+def masks(repeats: list[Repeat], shape: tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Inverted-dropout masks (R, *shape): kept with probability 1 - p and scaled by 1 / (1 - p), per repeat's stream.
 
     The fc6/fc7 dropouts (p = 0.5) take one random bit per unit, 32 from each draw: per-element
     Bernoulli draws cost more than the fc7 GEMM on CPUs where PyTorch has no vectorised sampler.
+    Their masks (0 or 2) are exact in bfloat16, so they can scale bfloat16 activations.
     """
     n = math.prod(shape)
     if p == 0.5:
-        words = torch.stack(
-            [torch.empty((n + 31) // 32, dtype=torch.int64).random_(generator=r.noise) for r in repeats]
-        )
-        keep = ((words.unsqueeze(-1) >> BITS) & 1).flatten(1)[:, :n]
+        keep = random_bits(repeats, n)
     else:
         keep = torch.stack([torch.rand(n, generator=r.noise) for r in repeats]) >= p
-    return keep.view(len(repeats), *shape).to(torch.float32).div_(1 - p)
+    return keep.view(len(repeats), *shape).to(dtype).div_(1 - p)
 
 
 class Stacked(nn.Module):
@@ -108,18 +143,27 @@ class Stacked(nn.Module):
         self.b2 = nn.Parameter(torch.stack([h.head[3].bias.detach() for h in heads]).unsqueeze(1))
         self.reference = [heads[0]]  # the shared frozen part (a list: not a sub-module, so not optimised)
         self.dropout = heads[0].head[2].p
+        self.dtype = heads[0].dtype  # fc7's precision, and that of the head's first product (MixedLinear)
 
     def frozen_train(self, fc6: torch.Tensor, repeats: list[Repeat]) -> torch.Tensor:
-        """(R, B, 4096) standardised fc6 -> dropout, fc7 (one GEMM), ReLU, dropout; per-repeat masks."""
+        """(R, B, 4096) standardised fc6 in fc7's dtype -> dropout, fc7 (one GEMM), ReLU, dropout; per-repeat masks.
+
+        The masks are 0 or 2, so scaling in bfloat16 gives the bits that scaling in float32 and
+        rounding would: the activations stay in fc7's dtype from the cache to the head.
+        """
         ref = self.reference[0]
         with torch.no_grad():
-            x = fc6 * masks(repeats, fc6.shape[1:], 0.5)
-            x = torch.relu(ref.fc7(x.to(ref.dtype).flatten(0, 1))).float().view(fc6.shape)
-            return x * masks(repeats, fc6.shape[1:], 0.5)
+            x = fc6 * masks(repeats, fc6.shape[1:], 0.5, self.dtype)
+            x = torch.relu(ref.fc7(x.flatten(0, 1))).view(fc6.shape)
+            return x * masks(repeats, fc6.shape[1:], 0.5, self.dtype)
 
     def head(self, x: torch.Tensor, repeats: list[Repeat] | None) -> torch.Tensor:
         """(R, B, 4096) -> log-probabilities (R, B, classes); dropout when repeats are given (training)."""
-        h = torch.relu(torch.baddbmm(self.b1, x, self.w1))
+        if self.dtype == torch.float32:
+            h = torch.baddbmm(self.b1, x, self.w1)
+        else:  # MixedLinear's product, per repeat: bfloat16 operands, float32 weights and bias
+            h = torch.bmm(x.to(self.dtype), self.w1.to(self.dtype)).float() + self.b1
+        h = torch.relu(h)
         if repeats is not None:
             h = h * masks(repeats, h.shape[1:], self.dropout)
         return torch.log_softmax(torch.baddbmm(self.b2, h, self.w2), dim=-1)
@@ -145,12 +189,13 @@ def validate(stacked: Stacked, h_val: torch.Tensor, y_val: torch.Tensor) -> list
 
 def fit(repeats: list[Repeat], data: RunData, cfg: Train, label: str = "") -> list[tuple[Head, list[dict]]]:
     """Train every repeat for cfg.epochs together; per repeat, the head of its best validation epoch and its history."""
+    keep_freed_memory()
     stacked = Stacked([r.model for r in repeats])
     optimiser = torch.optim.Adam(stacked.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=cfg.step_size, gamma=cfg.gamma)
     ref = repeats[0].model.eval()
     h_val = ref.frozen_features(data.x_val)  # deterministic in eval mode: once for every repeat and epoch
-    x_views = (data.x_views - ref.mean) / ref.std  # standardised once: the same for every repeat and step
+    x_views = ((data.x_views - ref.mean) / ref.std).to(ref.dtype)  # once: the same for every repeat and step
     best = [((-1.0, 0.0), stacked.export(r)) for r in range(len(repeats))]
     histories: list[list[dict]] = [[] for _ in repeats]
     n = len(data.y)

@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI overrides it (tests use a temporary store; teams use a serve
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -75,7 +76,9 @@ def setup(experiment: str = EXPERIMENT) -> str:
         return experiment_id
 
 
+@functools.cache
 def git_commit(cwd: Path | None = None) -> str:
+    """The checkout's commit, asked of git once per process (every run of a grid carries it)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, check=True)
         return out.stdout.strip()
