@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro repro-real ci-study ci-baseline test test-fast lint gate baseline ui clean remote push pull
+.PHONY: help install lock repro repro-real ci-study ci-baseline test test-fast test-slow test-all lint gate baseline ui clean remote push pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,11 +47,16 @@ ci-study: install ## the study at CI scale (configs/ci.yaml), gated against repo
 ci-baseline: install ## accept the CI-scale study's current numbers (after `make ci-study`) as its baseline
 	dermsynth gate --update --baseline reports/baseline-ci.json
 
-test: install ## run the test suite (includes a shrunk end-to-end dvc repro)
-	pytest -q
-
-test-fast: install ## the tests without the slow end-to-end ones
+test: install ## the test suite without the slow end-to-end tests (about 3 min; CI runs both)
 	pytest -q -m "not slow"
+
+test-fast: test ## the same as `make test` (its former name)
+
+test-slow: install ## the end-to-end tests: real `dvc repro` runs of the shrunk study, queue, remote, server
+	pytest -q -m slow
+
+test-all: install ## every test, fast and slow
+	pytest -q
 
 lint: install ## ruff over src and tests
 	ruff check src tests

@@ -91,7 +91,7 @@ def project_copy(root: Path, with_annotations: bool = True) -> Path:
     return root
 
 
-REPEATS = 2  # repeats per configuration in tiny_project()
+REPEATS = 2  # repeats per configuration in shrink() and tiny_project()
 
 
 def tiny_project(root: Path, **train: object) -> Path:
@@ -103,6 +103,39 @@ def tiny_project(root: Path, **train: object) -> Path:
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["train"].update({"epochs": 1, "repeats": REPEATS, **train})
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
+def store_env(root: Path, **extra: str) -> dict[str, str]:
+    """tool_env() with MLflow pointed at the project's own store (never the developer's)."""
+    return tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", **extra)
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shrunk study, run once per session by `dvc repro` in a temporary copy with its own store.
+
+    Tests that only read its outputs share it; a test that changes it restores what it changed,
+    and one that needs a second project starts from `restored_copy` (DVC's run cache, no training).
+    """
+    import yaml
+
+    root = tmp_path_factory.mktemp("study")
+    project_copy(root)
+    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_ok(["dvc", "init", "--no-scm", "-q"], root)
+    run_ok(["dvc", "repro"], root, store_env(root))
+    return root
+
+
+def restored_copy(study: Path, root: Path) -> Path:
+    """A second project with the study's pipeline and params, sharing its DVC cache: `dvc repro` restores, not runs."""
+    root.mkdir(parents=True, exist_ok=True)
+    project_copy(root)
+    (root / "params.yaml").write_text((study / "params.yaml").read_text())
+    run_ok(["dvc", "init", "--no-scm", "-q"], root)
+    run_ok(["dvc", "cache", "dir", str(study / ".dvc" / "cache")], root)
     return root
 
 
@@ -141,3 +174,42 @@ def store_contents(db: Path) -> dict[str, dict]:
         }
         for r in runs
     }
+
+
+def git(*args: str, cwd: Path) -> str:
+    return run_ok(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args], cwd)
+
+
+@pytest.fixture(scope="session")
+def openai_repo(tmp_path_factory: pytest.TempPathFactory):
+    """The shrunk study with `generate.generator: openai` against a fake OpenAI server on 127.0.0.1, run once.
+
+    A git repository with a local-folder DVC remote (the README's set-up, not pushed yet), without
+    annotations: every seed on the defaults. Yields its root, the remote's folder, the server
+    (which counts every request, each of which would have been paid), and `dvc repro`'s output.
+    """
+    import shutil
+
+    import yaml
+
+    from .fake_openai import CANARY, FakeOpenAI
+
+    base = tmp_path_factory.mktemp("openai")
+    root, remote = base / "a", base / "remote"
+    root.mkdir()
+    project_copy(root, with_annotations=False)
+    shutil.copy(REPO / ".gitignore", root)
+    server = FakeOpenAI()
+    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw["generate"].update(generator="openai")
+    raw["generate"]["openai"].update(base_url=server.base_url, workers=2, timeout=30)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    git("init", "-q", cwd=root)
+    run_ok(["dvc", "init", "-q"], root)
+    run_ok(["dvc", "config", "core.analytics", "false"], root)
+    run_ok(["dvc", "remote", "add", "--default", "team", str(remote)], root)  # the README's line
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "DVC remote for the team", cwd=root)
+    output = run_ok(["dvc", "repro"], root, store_env(root, OPENAI_API_KEY=CANARY))
+    yield {"root": root, "remote": remote, "server": server, "output": output, "paid": len(server.calls)}
+    server.close()

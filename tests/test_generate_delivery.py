@@ -108,6 +108,7 @@ def test_two_errors_of_sixteen_stop_the_run_naming_both_kinds_and_the_log(projec
     assert not (project / "build/generated/manifest.csv").exists()
 
 
+@pytest.mark.slow  # curate, features and two trainings as the CLI runs them
 def test_allow_partial_goes_on_and_curate_and_train_report_the_shortfall(project, server):
     two_errors(server)
     rc, out = generate(project, server, allow_partial=True, curate={"keep": CANDIDATES})

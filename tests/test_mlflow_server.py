@@ -1,4 +1,4 @@
-"""A shrunk grid (`dvc repro` in a temporary copy) logging to a real `mlflow server`, read back over REST and client."""
+"""The shrunk study restored from DVC's run cache, logging to a real `mlflow server`, read back over REST and client."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from .conftest import REPEATS, REPO, run_ok, tiny_project, tool_env
+from .conftest import REPEATS, REPO, restored_copy, run_ok, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,14 +68,16 @@ def check_run(name: str, tags: dict[str, str], metrics: dict[str, float], expect
     assert {k: metrics[k] for k in want_metrics} == pytest.approx(want_metrics), name
 
 
-def test_grid_logs_to_a_tracking_server_and_reads_back(tmp_path: Path):
-    root = tiny_project(tmp_path / "study")
+def test_a_copy_restored_from_the_run_cache_logs_its_grid_to_a_tracking_server(study: Path, tmp_path: Path):
+    """A second checkout of the same study trains nothing (DVC's run cache) and `track` still logs every run."""
+    root = restored_copy(study, tmp_path / "copy")
     server = screenshot_script().mlflow_server(
         f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server.log", artifacts=tmp_path / "artifacts"
     )
     with server as (url, pgid):
-        run_ok(["dvc", "init", "--no-scm", "-q"], root)
-        run_ok(["dvc", "repro"], root, tool_env(MLFLOW_TRACKING_URI=url))
+        out = run_ok(["dvc", "repro"], root, tool_env(MLFLOW_TRACKING_URI=url))
+        assert "Stage 'train@light_to_dark-psoriasis-seed' is cached - skipping run" in out
+        assert "Running stage 'track'" in out
         expected = expected_runs(root)
         arms = yaml.safe_load((root / "params.yaml").read_text())["train"]["arms"]
         assert set(expected) == {f"light_to_dark-psoriasis-{a}" for a in ["fitz_only", *arms, "dose2", "dose4"]}

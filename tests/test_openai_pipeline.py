@@ -11,27 +11,16 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from .conftest import REPO, project_copy, run_ok, shrink, tool_env
-from .fake_openai import CANARY, FakeOpenAI
+from .fake_openai import CANARY
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def openai_study(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("openai-study")
-    project_copy(root, with_annotations=False)
-    server = FakeOpenAI()
-    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
-    raw["generate"].update(generator="openai")
-    raw["generate"]["openai"].update(base_url=server.base_url, workers=2, timeout=30, cache=".cache/openai")
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = tool_env(OPENAI_API_KEY=CANARY, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
-    outputs = [run_ok(cmd, root, env) for cmd in (["dvc", "init", "--no-scm", "-q"], ["dvc", "repro"])]
-    yield root, server, "\n".join(outputs)
-    server.close()
+@pytest.fixture
+def openai_study(openai_repo: dict):
+    """The session's OpenAI study (conftest.py): its root, the fake server and `dvc repro`'s output."""
+    return openai_repo["root"], openai_repo["server"], openai_repo["output"]
 
 
 def test_generated_images_come_from_the_api_with_their_prompts(openai_study):

@@ -1,9 +1,8 @@
-"""End to end: the real dvc.yaml and stages on the shrunk configuration, in a temporary copy."""
+"""End to end: the real dvc.yaml and stages on the shrunk configuration (the session's `study`, conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,13 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO, project_copy, run_ok, shrink, store_contents, tool_env
+from .conftest import run_ok, store_contents, store_env, tool_env
 
 pytestmark = pytest.mark.slow
 
 
 def dvc(*args: str, cwd: Path) -> str:
-    return run_ok(["dvc", *args], cwd)
+    return run_ok(["dvc", *args], cwd, store_env(cwd))
 
 
 @contextmanager
@@ -37,23 +36,6 @@ def edited_params(study: Path, section: str, key: str, value: object) -> Iterato
 
 
 TRAINING_STAGES = ("fitz_only@", "train@", "dose@")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("study")
-    project_copy(root)
-    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    dvc("init", "--no-scm", "-q", cwd=root)
-    dvc("repro", cwd=root)
-    yield root
-    if before is None:  # leave the environment as found: later tests choose their own store
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def test_study_tables_are_complete(study: Path):
@@ -164,35 +146,18 @@ def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
     before = store_contents(db)
     assert len(before) == 1 + 5 + 5 * 2  # the grid, 3 arms + 2 dose levels, 2 repeats each
     for _ in range(2):
-        out = run_ok([sys.executable, "-m", "dermsynth", "track"], study)
+        out = run_ok([sys.executable, "-m", "dermsynth", "track"], study, store_env(study))
         assert "0 configuration runs added, 5 already there" in out
     assert store_contents(db) == before
     db.rename(study / "old.db")
     (study / "mlruns").rename(study / "old-mlruns")
-    run_ok([sys.executable, "-m", "dermsynth", "track"], study)
+    run_ok([sys.executable, "-m", "dermsynth", "track"], study, store_env(study))
     assert store_contents(db) == before
     on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-seed.json").read_text())
     seed = next(v for v in before.values() if v["name"] == "light_to_dark-psoriasis-seed")
     assert seed["metrics"] == pytest.approx(on_disk, nan_ok=True)
     assert seed["params"]["train.lr"] == "0.001"  # the whole params.yaml, flattened
     assert seed["params"]["curate.keep"] == "2"
-
-
-def test_a_fresh_copy_restored_from_the_run_cache_tracks_every_configuration(study: Path, tmp_path: Path):
-    (tmp_path / "copy").mkdir()
-    copy = project_copy(tmp_path / "copy")
-    (copy / "params.yaml").write_text((study / "params.yaml").read_text())
-    dvc("init", "--no-scm", "-q", cwd=copy)
-    dvc("cache", "dir", str(study / ".dvc" / "cache"), cwd=copy)
-    env = tool_env(MLFLOW_TRACKING_URI=f"sqlite:///{copy / 'mlflow.db'}")
-    out = run_ok(["dvc", "repro"], copy, env)
-    assert "Stage 'train@light_to_dark-psoriasis-seed' is cached - skipping run" in out
-    runs = store_contents(copy / "mlflow.db")
-    grid = next(fp for fp, run in runs.items() if run["tags"].get("grid") == "study")
-    configurations = {run["name"] for run in runs.values() if run["parent"] == grid}
-    assert configurations == {
-        f"light_to_dark-psoriasis-{a}" for a in ("fitz_only", "seed", "synthetic_and_seed", "dose2", "dose4")
-    }
 
 
 def test_the_experiment_opens_on_its_training_runs(study: Path):
@@ -256,7 +221,7 @@ def test_training_a_configuration_again_gives_identical_predictions(study: Path)
     run = study / "models/light_to_dark-psoriasis-synthetic_and_seed"
     before = {f.name: f.read_bytes() for f in run.iterdir() if f.suffix in (".csv", ".json")}
     args = ["--direction", "light_to_dark", "--condition", "psoriasis", "--arm", "synthetic_and_seed"]
-    run_ok([sys.executable, "-m", "dermsynth", "train", *args], study)
+    run_ok([sys.executable, "-m", "dermsynth", "train", *args], study, store_env(study))
     assert {f.name: f.read_bytes() for f in run.iterdir() if f.suffix in (".csv", ".json")} == before
     assert json.loads(dvc("status", "--json", cwd=study)) == {}  # same bytes: DVC sees nothing to re-run
 

@@ -51,12 +51,15 @@ def exp_data(root: Path) -> dict[str, dict]:
     return found
 
 
-def test_queued_experiments_run_in_parallel_and_log_into_the_repository_store(tmp_path: Path):
+def test_queued_experiments_run_in_parallel_and_log_into_the_repository_store(study: Path, tmp_path: Path):
     root = tiny_project(tmp_path / "repo")
     (root / ".gitignore").write_text("/mlflow.db\n/mlruns/\n")  # git-ignored: not copied into queued runs
     git = ("git", "-c", "user.name=dermsynth-test", "-c", "user.email=test@example.invalid")
     sh(*git, "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)
+    # the session study's cache (a team's shared cache): the stages before training, whose params are the
+    # study's, come from DVC's run cache; each experiment trains, evaluates and tracks its own
+    sh("dvc", "cache", "dir", str(study / ".dvc" / "cache"), cwd=root)
     sh(*git, "add", "-A", cwd=root)
     sh(*git, "commit", "-q", "-m", "base", cwd=root)
     from mlflow import MlflowClient

@@ -1,28 +1,22 @@
 """The README's remote section, as written: push from one clone, pull into another, pay and train nothing twice.
 
-Clone A runs the shrunk study with `generator: openai` against a fake OpenAI server on
-127.0.0.1 and pushes to a local-folder remote. Clone B (`git clone` of A, same remote) pulls
+Clone A (conftest's `openai_repo`) runs the shrunk study with `generator: openai` against a
+fake OpenAI server on 127.0.0.1 and pushes to a local-folder remote. Clone B (`git clone` of A, same remote) pulls
 and reproduces; the server counts every request, each of which would have been paid.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import REPO, project_copy, run_ok, shrink, store_contents, tool_env
-from .fake_openai import CANARY, FakeOpenAI
+from .conftest import git, run_ok, store_contents, store_env, tool_env
+from .fake_openai import CANARY
 
 pytestmark = pytest.mark.slow
-
-
-def git(*args: str, cwd: Path) -> str:
-    return run_ok(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args], cwd)
 
 
 def ran(output: str) -> set[str]:
@@ -31,39 +25,20 @@ def ran(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def clones(tmp_path_factory: pytest.TempPathFactory):
-    base = tmp_path_factory.mktemp("remote")
-    remote, a, b = base / "remote", base / "a", base / "b"
-    a.mkdir()
-    project_copy(a, with_annotations=False)
-    shutil.copy(REPO / ".gitignore", a)
-    server = FakeOpenAI()
-    raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
-    raw["generate"].update(generator="openai")
-    raw["generate"]["openai"].update(base_url=server.base_url, workers=2, timeout=30)
-    (a / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env_a = tool_env(OPENAI_API_KEY=CANARY, MLFLOW_TRACKING_URI=f"sqlite:///{a / 'mlflow.db'}")
-
-    git("init", "-q", cwd=a)
-    run_ok(["dvc", "init", "-q"], a)
-    run_ok(["dvc", "config", "core.analytics", "false"], a)
-    run_ok(["dvc", "remote", "add", "--default", "team", str(remote)], a)  # the README's line
-    git("add", "-A", cwd=a)
-    git("commit", "-qm", "DVC remote for the team", cwd=a)
-    run_ok(["dvc", "repro"], a, env_a)
+def clones(openai_repo: dict):
+    """Clone A (the session's OpenAI study) commits and pushes; clone B is a `git clone` of A, same remote."""
+    a = openai_repo["root"]
+    b = a.parent / "b"
+    assert openai_repo["paid"] > 0
     git("add", "-A", cwd=a)
     git("commit", "-qm", "the study", cwd=a)
-    run_ok(["dvc", "push"], a, env_a)
-    paid = len(server.calls)
-    assert paid > 0
-
-    git("clone", "-q", str(a), str(b), cwd=base)
-    yield {"a": a, "b": b, "remote": remote, "server": server, "paid": paid}
-    server.close()
+    run_ok(["dvc", "push"], a, store_env(a, OPENAI_API_KEY=CANARY))
+    git("clone", "-q", str(a), str(b), cwd=a.parent)
+    return {"a": a, "b": b, **{k: openai_repo[k] for k in ("remote", "server", "paid")}}
 
 
 def env_b(clones: dict) -> dict[str, str]:
-    return tool_env(OPENAI_API_KEY=CANARY, MLFLOW_TRACKING_URI=f"sqlite:///{clones['b'] / 'mlflow.db'}")
+    return store_env(clones["b"], OPENAI_API_KEY=CANARY)
 
 
 def test_a_fresh_clone_pulls_and_reproduces_without_a_request_or_a_stage(clones):

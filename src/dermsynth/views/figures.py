@@ -118,6 +118,6 @@ def confusion_figure(predictions: pd.DataFrame, classes: list[str], path: Path) 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("test confusion matrix")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.22, bottom=0.26, right=0.98, top=0.93)  # fixed: tight_layout draws the figure twice
     fig.savefig(path, dpi=110)
     plt.close(fig)
