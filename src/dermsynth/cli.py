@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser(
         "data",
-        help="get the real Fitzpatrick 17k into data/ (metadata, download, import)",
+        help="get the real Fitzpatrick 17k into data/ (metadata, download, import); external datasets",
         description="Acquire the real dataset into data/ (tracked by data.dvc).",
     )
     verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -114,6 +114,14 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     download.add_argument("--retries", type=int, default=3, help="retries on timeouts, 429 and 5xx (default 3)")
     download.add_argument("--all-labels", action="store_true", help="all 114 labels, not only the study's")
     download.add_argument("--limit", type=int, default=None, help="at most this many rows (a trial run)")
+    outside = verbs.add_parser(
+        "external",
+        help="harmonise an external dataset's metadata (DDI, PAD-UFES-20, SCIN) for evaluation (docs/external.md)",
+        description="Read an external dataset's own metadata files from FOLDER and write build/external/<dataset>.csv: "
+        "image path, the dataset's label, the study condition it maps onto (empty: out of scope) and the skin type.",
+    )
+    outside.add_argument("dataset", choices=["ddi", "pad_ufes_20", "scin"], help="which dataset's layout to read")
+    outside.add_argument("folder", help="the dataset's folder as downloaded (see docs/external.md)")
     importer = verbs.add_parser("import", help="import a folder or zip of <md5hash>.jpg files")
     importer.add_argument("source", help="folder or .zip")
     for verb in (download, importer):

@@ -16,6 +16,7 @@ from dermsynth.core import paths
 from dermsynth.core.config import Params
 
 DATA = Path("data")
+EXTERNAL = Path("build") / "external"  # harmonised external datasets: read by no stage, so not in paths.py
 
 
 def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
@@ -25,7 +26,23 @@ def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
     return rows.head(limit) if limit else rows
 
 
+def external_table(dataset: str, folder: Path) -> int:
+    """`dermsynth data external`: the harmonised table and what it holds per study condition and FST group."""
+    from dermsynth.acquisition import external
+    from dermsynth.core import files
+
+    table = external.IMPORTERS[dataset](folder)
+    out = EXTERNAL / f"{dataset}.csv"
+    files.write_csv(out, table)
+    scored = table["label"] != ""
+    print(f"data: external {dataset}: {len(table)} images, {int(scored.sum())} of a study condition; wrote {out}")
+    print(external.summary(table).to_string())
+    return 0
+
+
 def main(params: Params, args: argparse.Namespace) -> int:
+    if args.verb == "external":
+        return external_table(args.dataset, Path(args.folder))
     images, reports = paths.dataset_images(str(DATA)), paths.DATA_REPORTS
     if args.verb == "metadata":
         dest = metadata.install_metadata(paths.dataset_metadata(str(DATA)))
