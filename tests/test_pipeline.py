@@ -191,7 +191,7 @@ def test_second_repro_is_a_no_op_and_a_dose_change_reruns_only_its_dependents(st
     assert "Data and pipelines are up to date" in again
     with edited_params(study, "dose", "levels", [1]):
         changed = set(json.loads(dvc("status", "--json", cwd=study)))
-    assert changed == {"dose@psoriasis-1", "evaluate", "track"}
+    assert changed == {"dose@psoriasis-1", "evaluate", "register", "track"}
 
 
 def test_each_distinct_training_set_is_trained_once(study: Path):
@@ -228,11 +228,11 @@ def test_training_a_configuration_again_gives_identical_predictions(study: Path)
 
 def test_a_new_interval_level_reruns_only_the_stages_that_compute_intervals(study: Path):
     with edited_params(study, "evaluate", "z", 1.644854):
-        # evaluate and track compute intervals; report names their coverage; nothing trains again
-        assert set(json.loads(dvc("status", "--json", cwd=study))) == {"evaluate", "report", "track"}
+        # evaluate, register (model cards) and track compute intervals; report names their coverage; nothing trains
+        assert set(json.loads(dvc("status", "--json", cwd=study))) == {"evaluate", "register", "report", "track"}
         out = dvc("repro", cwd=study)
         ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-        assert ran == {"evaluate", "report", "track"}
+        assert ran == {"evaluate", "register", "report", "track"}
         arms = json.loads((study / "reports/metrics.json").read_text())["arms"]
         narrow = {k: c["wilson_high"] - c["wilson_low"] for k, c in arms.items()}
     dvc("repro", cwd=study)

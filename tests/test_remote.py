@@ -69,6 +69,7 @@ def test_a_training_change_reruns_only_training_and_what_follows(clones):
     assert any(s.startswith("train@") for s in stages), out
     assert stages <= {s for s in stages if s.startswith(("fitz_only@", "train@", "dose@"))} | {
         "evaluate",
+        "register",
         "report",
         "track",
     }

@@ -20,12 +20,20 @@ STAGES = {
     "curate": "select k candidates per seed; check lineage against the test sets",
     "metadata": "feasibility report from the metadata CSV alone (no image needed)",
     "evaluate": "study tables (arms, dose-response, spillover) from every run",
+    "register": "package each trained model for serving, pick each direction's champion on validation, model cards",
     "report": "Markdown tables and figures under reports/",
     "track": "MLflow runs (grid, configurations, repeats) from the outputs; adds only what is missing",
 }
 
 
-MODULES = {"data": "data_cli", "seeds": "generators.annotations", "cache": "cache_cli"}
+MODULES = {
+    "data": "data_cli",
+    "seeds": "generators.annotations",
+    "cache": "cache_cli",
+    "predict": "serve_cli",
+    "promote": "serve_cli",
+    "score-external": "serve_cli",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print every prompt, the calls and the estimated cost; call nothing"
     )
     add_data_commands(sub)
+    add_model_commands(sub)
     seeds = sub.add_parser(
         "seeds",
         help="seed annotations (crop, mask, body part, noun) for the prompts",
@@ -98,6 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     overrides.add_argument("file", help="YAML mapping of dotted keys, e.g. configs/real-data.yaml")
     return parser
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    model_help = "NAME@ALIAS, NAME/VERSION, a models:/ or runs:/ URI, or a packaged folder (default: %s)"
+    default = "<register.prefix>-<first of train.directions>@champion"
+    predict = sub.add_parser(
+        "predict",
+        help="label and probabilities per image from a registered model (CSV)",
+        description="Score images with a registered model (the chain the study evaluated); folders are read whole. "
+        "An unreadable image gets a one-line error naming it; the others are still scored (exit 1 if any failed).",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    predict.add_argument("--model", default=None, help=model_help % default)
+    predict.add_argument("--out", default=None, help="write the CSV here (default: standard output)")
+    promote = sub.add_parser(
+        "promote",
+        help="move a registered model's champion alias to its challenger, checked per FST group",
+        description="Score champion and challenger on the direction's test images; refuse when the challenger falls "
+        "more than gate.tolerance below the champion on any FST group (docs/registry.md).",
+    )
+    promote.add_argument("name", help="registered model, e.g. dermsynth-light_to_dark")
+    promote.add_argument("--dry-run", action="store_true", help="compare and report; change no alias")
+    external = sub.add_parser(
+        "score-external",
+        help="score a registered model on an external dataset per FST group (reports/external/)",
+        description="Score the images of build/external/DATASET.csv (from `dermsynth data external`) that have a "
+        "study condition and a known skin type; per FST group accuracy, balanced accuracy and calibration with "
+        "intervals and N.",
+    )
+    external.add_argument("dataset", choices=["ddi", "pad_ufes_20", "scin"], help="the harmonised dataset")
+    external.add_argument("--folder", default=None, help="the dataset's folder (default: as `data external` read it)")
+    external.add_argument("--model", default=None, help=model_help % default)
 
 
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -154,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args.device) or 0
         if args.command == "metadata":
             return module.main(params, args.csv) or 0
-        if args.command == "data":
+        if args.command in ("data", "predict", "promote", "score-external"):
             return module.main(params, args)
         if args.command == "generate":
             return module.main(params, args.dry_run) or 0

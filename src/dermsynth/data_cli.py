@@ -16,7 +16,6 @@ from dermsynth.core import paths
 from dermsynth.core.config import Params
 
 DATA = Path("data")
-EXTERNAL = Path("build") / "external"  # harmonised external datasets: read by no stage, so not in paths.py
 
 
 def rows_to_fetch(params: Params, all_labels: bool, limit: int | None):
@@ -32,8 +31,9 @@ def external_table(dataset: str, folder: Path) -> int:
     from dermsynth.core import files
 
     table = external.IMPORTERS[dataset](folder)
-    out = EXTERNAL / f"{dataset}.csv"
+    out = paths.EXTERNAL / f"{dataset}.csv"
     files.write_csv(out, table)
+    files.write_json(out.with_suffix(".json"), {"dataset": dataset, "folder": str(folder.resolve())})
     scored = table["label"] != ""
     print(f"data: external {dataset}: {len(table)} images, {int(scored.sum())} of a study condition; wrote {out}")
     print(external.summary(table).to_string())

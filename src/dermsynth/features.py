@@ -19,33 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms as T
 from tqdm import tqdm
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Features, Params
-from dermsynth.model.backbone import DTYPES, FC6_DIM, IMAGENET_MEAN, IMAGENET_STD, Fc6Extractor, load_vgg16
-
-
-def eval_transform(cfg: Features) -> T.Compose:
-    return T.Compose(
-        [T.Resize(cfg.resize), T.CenterCrop(cfg.crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
-
-
-def train_transform(cfg: Features) -> T.Compose:
-    """Groh et al.'s train transform, scaled by resize/crop (256/224 at full size)."""
-    return T.Compose(
-        [
-            T.RandomResizedCrop(cfg.resize, scale=(0.8, 1.0)),
-            T.RandomRotation(15),
-            T.ColorJitter(),
-            T.RandomHorizontalFlip(),
-            T.CenterCrop(cfg.crop),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+from dermsynth.model.backbone import DTYPES, FC6_DIM, Fc6Extractor, file_digest, load_vgg16, state_digest
+from dermsynth.model.preprocess import eval_transform, train_transform
 
 
 class ImageViews(Dataset):
@@ -53,8 +32,8 @@ class ImageViews(Dataset):
 
     def __init__(self, items: list[tuple[Path, int]], cfg: Features):
         self.items = items
-        self.eval_tf = eval_transform(cfg)
-        self.train_tf = train_transform(cfg)
+        self.eval_tf = eval_transform(cfg.resize, cfg.crop)
+        self.train_tf = train_transform(cfg.resize, cfg.crop)
         self.seed = cfg.seed
 
     def __len__(self) -> int:
@@ -128,6 +107,7 @@ def main(params: Params, device: str | None = None) -> None:
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)
     eval_index, views_index = inventory(splits, curated, params)
     vgg = load_vgg16(cfg.weights, cfg.seed)
+    backbone_sha256 = state_digest(vgg)  # before the extractor is cast to `precision` in place
     chosen = pick_device(device)
     model = Fc6Extractor(vgg).eval().to(chosen, DTYPES[cfg.precision])
     model = model.to(memory_format=torch.channels_last)
@@ -146,6 +126,10 @@ def main(params: Params, device: str | None = None) -> None:
             "precision": cfg.precision,
             "views": cfg.views,
             "crop": cfg.crop,
+            "resize": cfg.resize,
+            "seed": cfg.seed,
+            "backbone_sha256": backbone_sha256,  # what a served model checks its rebuilt backbone against
+            "weights_sha256": file_digest(Path(cfg.weights)) if cfg.weights not in ("none", "imagenet") else "",
             "device": describe(chosen),  # bfloat16 kernels (and so the last bits of the features) differ by device
             "note": "weights 'none' is a seeded random initialisation: no pretrained weights exist offline"
             if cfg.weights == "none"

@@ -154,7 +154,7 @@ def configuration_tags(params: Params, run: dict, info: dict, training: dict) ->
 
 def log_configuration(
     params: Params, experiment: str, run: dict, fingerprint: str, flat: dict, info: dict, inputs: list
-) -> None:
+) -> str:
     """One configuration run (pooled metrics, inputs, artifacts) with a nested run per repeat; inside an active run."""
     import mlflow
 
@@ -162,7 +162,7 @@ def log_configuration(
     training = files.read_json(paths.run_dir(run["trained"]) / paths.TRAINING_NAME)
     predictions = pd.read_csv(paths.run_dir(run["trained"]) / "predictions.csv", dtype={"md5hash": str})
     tags = {**configuration_tags(params, run, info, training), "fingerprint": fingerprint}
-    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, nested=True):
+    with mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags, nested=True) as config_run:
         mlflow.log_params({**flat, "n_train": training["n_train"], "n_synthetic": training["n_synthetic"]})
         mlflow.log_metrics(files.read_json(paths.RUN_METRICS / f"{name}.json"))
         for dataset, context in inputs:
@@ -181,6 +181,7 @@ def log_configuration(
                 mlflow.MlflowClient().log_batch(rep.info.run_id, metrics=repeat_metrics(history, summary))
                 mlflow.set_tag("tracked", DONE)
         mlflow.set_tag("tracked", DONE)
+    return config_run.info.run_id
 
 
 def repeat_metrics(history: list[dict], summary: dict[str, float]) -> list:
@@ -241,6 +242,44 @@ def grid_run(params: Params, experiment: str, fingerprint: str, existing: str | 
         yield run.info.run_id
 
 
+def registry_view(client: object, runs: list[dict], run_ids: dict[str, str]) -> list[str]:
+    """Register each training's packaged model once (in its first configuration's run), then set the aliases."""
+    from dermsynth.serving import registry
+
+    first: dict[str, dict] = {}
+    for run in runs:
+        first.setdefault(run["trained"], run)
+    lines = []
+    for direction, entry in registry.decision().items():
+        name = entry["registered_name"]
+        registry.ensure_registered(client, name, entry["rule"])
+        verdicts = {row["candidate"]: row for row in entry["candidates"]}
+        versions = {}
+        for trained, run in first.items():
+            if run["direction"] != direction:
+                continue
+            run_id = run_ids[run["name"]]
+            tags = {
+                "direction": direction,
+                "arm": run["arm"],
+                "condition": "" if run["arm"] == "fitz_only" else run["condition"],
+                "dose": str(run["dose"] or ""),
+                "served_repeat": str(entry["served_repeats"][trained]),
+                "worst_val_stratum": f"{verdicts[trained]['worst_stratum']:.4f}",
+                "eligible": str(verdicts[trained]["eligible"]).lower(),
+            }
+            versions[trained] = registry.version_of(client, name, run_id) or registry.add_version(
+                client, name, run_id, trained, tags
+            )
+        aliases = registry.apply_aliases(client, name, versions[entry["champion"]])
+        lines.append(
+            f"{name}: {len(versions)} versions; challenger v{aliases['challenger']} ({entry['champion']}, the rule's "
+            f"pick), champion v{aliases['champion']}"
+            + ("" if aliases["champion"] == aliases["challenger"] else f": `dermsynth promote {name}` to compare")
+        )
+    return lines
+
+
 def main(params: Params) -> int:
     import mlflow
 
@@ -259,12 +298,18 @@ def main(params: Params) -> int:
         missing = [r for r in runs if not grid or complete.get(per_run[r["name"]], {}).get("parent") != grid]
         inputs = datasets(params) if missing else []
         with grid_run(params, experiment, grid_fp, grid, flat) as grid_id:
-            for run in missing:
-                log_configuration(params, experiment, run, per_run[run["name"]], flat, info, inputs)
+            created = {
+                run["name"]: log_configuration(params, experiment, run, per_run[run["name"]], flat, info, inputs)
+                for run in missing
+            }
             mlflow.set_tag("tracked", DONE)
+        run_ids = {r["name"]: created.get(r["name"]) or complete[per_run[r["name"]]]["run_id"] for r in runs}
+        registered = registry_view(client, runs, run_ids)
     files.write_json(paths.TRACKING, {"grid": grid_fp, "configurations": per_run})
     print(
         f"track: grid run {grid_id} in {tracking.tracking_uri()}: {len(missing)} configuration runs added, "
         f"{len(runs) - len(missing)} already there" + ("" if grid else "; new grid run")
     )
+    for line in registered:
+        print(f"track: {line}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,11 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class Register:
+    prefix: str  # registered model names: <prefix>-<direction>
+
+
+@dataclass(frozen=True)
 class Params:
     dataset: Dataset
     embedded: Embedded
@@ -201,6 +207,7 @@ class Params:
     evaluate: Evaluate
     report: Report
     gate: Gate
+    register: Register
     tune: Tune
 
     def check(self) -> Params:
@@ -270,6 +277,8 @@ class Params:
             problems.append("dataset.missing_images must be error or drop")
         if self.features.precision not in ("float32", "bfloat16"):
             problems.append("features.precision must be float32 or bfloat16")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.register.prefix):
+            problems.append("register.prefix: letters, digits, '_', '.' and '-' only (it names registered models)")
         if self.features.crop > self.features.resize:
             problems.append("features.crop exceeds features.resize")
         if problems:

@@ -70,6 +70,11 @@ FIGURES = REPORTS / "figures"
 PLOTS = REPORTS / "plots"
 REPORT = REPORTS / "report.md"
 BASELINE = REPORTS / "baseline.json"
+REGISTRY = BUILD / "registry"  # one packaged MLflow pyfunc model per training (stage `register`)
+REGISTRY_DECISION = REPORTS / "registry.json"  # each direction's candidates, their validation scores, the champion
+MODEL_CARDS = REPORTS / "model_cards"  # <direction>.md / .json: the champion's model card
+EXTERNAL = BUILD / "external"  # harmonised external datasets (`dermsynth data external`): <dataset>.csv / .json
+EXTERNAL_REPORTS = REPORTS / "external"  # a model scored on them (`dermsynth score-external`)
 
 
 def dataset_metadata(dataset_root: str) -> Path:

@@ -70,9 +70,46 @@ class Fc6Extractor(nn.Module):
         return self.fc6(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def state_digest(module: nn.Module) -> str:
+    """sha256 over a module's parameters and buffers (names, shapes and bytes, in order).
+
+    The served model rebuilds its backbone from a reference (a seed, ImageNet, a file) rather
+    than shipping 528 MB of weights; this digest, taken when the features were computed, proves
+    that the rebuilt backbone is the one the head was trained on (a seeded initialisation can
+    change between torch versions).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a weights file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(2**22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def standardisation(fc6: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation (floored) of training activations (N, 4096)."""
     return fc6.mean(0), fc6.std(0).clamp_min(1e-6)
+
+
+def mixed_product(x: torch.Tensor, weight_t: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
+    """x @ weight_t with both operands rounded to ``compute`` and a float32 result (the mixed-precision rule).
+
+    Used by the single head (MixedLinear) and the stacked repeats of training (fitting.Stacked),
+    so that a head predicts with the arithmetic it was trained with.
+    """
+    return torch.matmul(x.to(compute), weight_t.to(compute)).float()
 
 
 class MixedLinear(nn.Linear):
@@ -92,8 +129,7 @@ class MixedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compute == torch.float32:
             return super().forward(x)
-        product = nn.functional.linear(x.to(self.compute), self.weight.to(self.compute))
-        return product.float() + self.bias
+        return mixed_product(x, self.weight.t(), self.compute) + self.bias
 
 
 class Head(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from torch.utils.data import RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from dermsynth.core.config import Train
-from dermsynth.model.backbone import FC6_DIM, Head, standardisation
+from dermsynth.model.backbone import FC6_DIM, Head, mixed_product, standardisation
 from dermsynth.model.trainset import (
     FeatureStore,
     RunData,
@@ -30,6 +31,7 @@ from dermsynth.model.trainset import (
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
+@functools.cache
 def keep_freed_memory() -> None:
     """Let glibc reuse freed blocks instead of returning them to the OS after every step.
 
@@ -38,10 +40,11 @@ def keep_freed_memory() -> None:
     mmap pages and trims the heap after each free, so every step pays page faults: about a
     third of the head's time on a 2-core machine. Other C libraries are left as they are.
     """
-    if sys.platform != "linux" or ctypes.util.find_library("c") is None:
+    name = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    if name is None:
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc = ctypes.CDLL(name)
         libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum on 64-bit systems
         libc.mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt): nothing to tune
@@ -162,7 +165,7 @@ class Stacked(nn.Module):
         if self.dtype == torch.float32:
             h = torch.baddbmm(self.b1, x, self.w1)
         else:  # MixedLinear's product, per repeat: bfloat16 operands, float32 weights and bias
-            h = torch.bmm(x.to(self.dtype), self.w1.to(self.dtype)).float() + self.b1
+            h = mixed_product(x, self.w1, self.dtype) + self.b1
         h = torch.relu(h)
         if repeats is not None:
             h = h * masks(repeats, h.shape[1:], self.dropout)

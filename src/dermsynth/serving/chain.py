@@ -1,0 +1,139 @@
+"""The study's scoring chain for new images: decode, test transform, frozen backbone, trained head.
+
+The `features` stage cached fc6 activations as float16 and every head was evaluated on those,
+so the chain rounds fc6 to float16 too: a served model then gives, image for image, the
+prediction that `predictions.csv` holds. The backbone is not shipped (528 MB); it is rebuilt
+from the reference the features were computed with (a seeded initialisation, ImageNet, or a
+state_dict file) and checked against the digest the `features` stage recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from dermsynth.core.errors import DermsynthError
+from dermsynth.core.files import BadImageError
+from dermsynth.model.backbone import DTYPES, Fc6Extractor, Head, file_digest, load_vgg16, state_digest
+
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+class BackboneMismatch(DermsynthError, RuntimeError):
+    """The backbone rebuilt from the model's reference is not the one its head was trained on."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything besides the head's weights that scoring an image needs (model.json of a packaged model)."""
+
+    classes: list[str]
+    resize: int
+    crop: int
+    precision: str
+    backbone: str
+    weights: str  # none | imagenet | path of a state_dict file
+    seed: int
+    backbone_sha256: str
+    weights_sha256: str
+    batch_size: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Spec:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def image_bytes(value: object, read_paths: bool) -> bytes:
+    """The encoded image a model input cell holds: raw bytes, base64 text, or (when allowed) a local path."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise BadImageError(f"expected image bytes, base64 text or a path, got {type(value).__name__}")
+    try:
+        raw = base64.b64decode(value, validate=True)
+        if raw.startswith(IMAGE_MAGIC):
+            return raw
+    except (binascii.Error, ValueError):
+        pass
+    if not read_paths:
+        raise BadImageError(
+            f"{value[:80]!r}: not base64 image bytes (file paths are read only with model_config "
+            "{'read_paths': True}: a served model never reads its host's files)"
+        )
+    path = Path(value)
+    if not path.is_file():
+        raise BadImageError(f"{path}: file not found")
+    return path.read_bytes()
+
+
+def decode(data: bytes, name: str) -> Image.Image:
+    """A fully decoded RGB image, or BadImageError naming the item."""
+    if not data:
+        raise BadImageError(f"{name}: empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return im.convert("RGB")
+    except UnidentifiedImageError as err:
+        raise BadImageError(f"{name}: not an image (no known image format)") from err
+    except (OSError, SyntaxError) as err:
+        raise BadImageError(f"{name}: cannot decode image ({err})") from err
+
+
+class Chain:
+    """Backbone to fc6 (in `precision`), float16 rounding as cached, then the head: probabilities per class."""
+
+    def __init__(self, spec: Spec, head_state: dict[str, torch.Tensor], weights: str | None = None):
+        from dermsynth.model.preprocess import eval_transform
+
+        self.spec = spec
+        vgg = load_vgg16(self.backbone_reference(weights), spec.seed)
+        found = state_digest(vgg)
+        if found != spec.backbone_sha256:
+            raise BackboneMismatch(
+                f"the {spec.backbone} rebuilt from weights={spec.weights!r} seed={spec.seed} has digest "
+                f"{found[:12]}, but the head was trained on {spec.backbone_sha256[:12]} (another torch version "
+                "initialises differently, or the weights file changed)"
+            )
+        dtype = DTYPES[spec.precision]
+        head = Head(vgg.classifier[3], head_state["head.0.weight"].shape[0], len(spec.classes), 0.0, spec.precision)
+        head.load_state_dict(head_state, strict=False)
+        self.head = head.eval()
+        self.extractor = Fc6Extractor(vgg).eval().to(dtype=dtype, memory_format=torch.channels_last)
+        self.transform = eval_transform(spec.resize, spec.crop)
+
+    def backbone_reference(self, override: str | None) -> str:
+        """The weights to rebuild: the recorded reference, or a moved copy of its file (checked by hash)."""
+        weights = override or self.spec.weights
+        if weights in ("none", "imagenet"):
+            return weights
+        if not Path(weights).is_file():
+            raise BackboneMismatch(
+                f"backbone weights {weights} not found (sha256 {self.spec.weights_sha256[:12]}...): pass its new "
+                "location as model_config {'weights': PATH}"
+            )
+        if file_digest(Path(weights)) != self.spec.weights_sha256:
+            raise BackboneMismatch(f"{weights}: sha256 differs from the file the model was built with")
+        return weights
+
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """(n, classes) probabilities, in batches of the `features` stage's size."""
+        out = []
+        dtype = DTYPES[self.spec.precision]
+        with torch.inference_mode():
+            for start in range(0, len(images), self.spec.batch_size):
+                batch = torch.stack([self.transform(im) for im in images[start : start + self.spec.batch_size]])
+                x = batch.to(dtype).contiguous(memory_format=torch.channels_last)
+                fc6 = self.extractor(x).float().half().float()  # the cache's float16
+                out.append(self.head(fc6).exp().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.spec.classes)))
