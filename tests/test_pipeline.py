@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -118,7 +119,8 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     for tag in ("direction", "condition", "arm", "dose", "repeat", "dataset", "generator", "model", "git_commit"):
         assert tag in run.data.tags
     info = json.loads((study / "build/features/info.json").read_text())
-    assert info["device"] == run.data.tags["device"] == "cpu"  # the device the features were computed on
+    assert info["device"] == run.data.tags["device"]  # the device the features were computed on
+    assert re.fullmatch(r"cpu \((amx_bf16|avx512_bf16|no bf16 units)\)", info["device"])  # bfloat16 bits follow it
     on_disk = json.loads((study / "reports/runs/light_to_dark-psoriasis-synthetic_and_seed.json").read_text())
     assert on_disk == pytest.approx({k: run.data.metrics[k] for k in on_disk}, nan_ok=True)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

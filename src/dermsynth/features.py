@@ -93,11 +93,25 @@ def inventory(splits: pd.DataFrame, curated: pd.DataFrame, params: Params) -> tu
 
 
 def describe(device: torch.device) -> str:
-    """The device as recorded in info.json and MLflow's `device` tag: "cpu", or "cuda:0 (<GPU name>)"."""
+    """The device as recorded in info.json and MLflow's `device` tag: "cpu (amx_bf16)", or "cuda:0 (<GPU name>)".
+
+    bfloat16 kernels, and so the last bits of the features and every number after them, differ
+    between GPU models and between CPUs with AMX, with AVX512-BF16 only, or with neither: the
+    record names which one computed them.
+    """
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return device.type
+    return f"{device.type} ({cpu_bf16_units()})" if device.type == "cpu" else device.type
+
+
+def cpu_bf16_units() -> str:
+    """The CPU's bfloat16 matrix units as Linux names them (amx_bf16, avx512_bf16), or none."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "bf16 units unknown"
+    return next((unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags), "no bf16 units")
 
 
 def main(params: Params, device: str | None = None) -> None:
