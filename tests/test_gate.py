@@ -49,4 +49,24 @@ def test_update_keeps_the_gated_values_and_n(tmp_path, params):
     assert json.loads((tmp_path / "base.json").read_text()) == {
         "arms": {"k": {"acc": 0.5, "bal_acc": 0.4, "n": 40}},
         "dose": {},
+        "made_on": {"device": "unknown", "precision": "unknown"},  # no build/features/info.json here
     }
+
+
+def test_a_failure_on_another_device_says_so(workdir, params, capsys):
+    features = workdir / "build/features"
+    features.mkdir(parents=True)
+    (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "bfloat16"}))
+    base = {
+        "arms": {"k": {"acc": 0.6, "n": 40}},
+        "dose": {},
+        "made_on": {"device": "cpu (avx512_bf16)", "precision": "bfloat16"},
+    }
+    (workdir / "base.json").write_text(json.dumps(base))
+    (workdir / "fresh.json").write_text(json.dumps({"arms": {"k": {"acc": 0.4, "n": 40}}, "dose": {}}))
+    assert gate.main(params, "base.json", "fresh.json") == 1
+    out = capsys.readouterr().out
+    assert "baseline was made on cpu (avx512_bf16) in bfloat16, these metrics on cpu (amx_bf16)" in out
+    (features / "info.json").write_text(json.dumps(base["made_on"]))  # the same device: no note
+    assert gate.main(params, "base.json", "fresh.json") == 1
+    assert "note" not in capsys.readouterr().out

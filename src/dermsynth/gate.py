@@ -6,7 +6,10 @@ by collapsing the other conditions cannot hide a loss, the test group's balanced
 (`bal_acc`). A value that fell by more than `gate.tolerance` (absolute), or that
 disappeared, fails the gate and is named. Runs are seeded, so on the same machine
 and library versions the tables reproduce exactly; the tolerance absorbs the small
-numerical differences between CPUs and BLAS builds.
+numerical differences between CPUs and BLAS builds in float32. In bfloat16 the features'
+last bits differ between CPUs with AMX, with AVX512-BF16, and GPUs, and training moves on
+them like on another random stream: the baseline records what computed it (`made_on`), and
+a failure on another kind of device says so.
 """
 
 from __future__ import annotations
@@ -46,21 +49,43 @@ def baseline_cells(table: dict[str, dict]) -> dict[str, dict]:
     return {key: {k: cell.get(k) for k in (*GATED_VALUES, "n")} for key, cell in table.items()}
 
 
+def made_on() -> dict[str, str]:
+    """The device and precision of the features behind the metrics (build/features/info.json), when present."""
+    info_path = paths.FEATURES / "info.json"
+    info = files.read_json(info_path) if info_path.exists() else {}
+    return {"device": str(info.get("device", "unknown")), "precision": str(info.get("precision", "unknown"))}
+
+
+def device_note(baseline: dict) -> str:
+    """A line when the fresh metrics come from another device or precision than the baseline's."""
+    then, now = baseline.get("made_on"), made_on()
+    if not then or then == now or now["device"] == "unknown":
+        return ""
+    return (
+        f"gate: note: the baseline was made on {then['device']} in {then['precision']}, these metrics on "
+        f"{now['device']} in {now['precision']}; bfloat16 features differ between such devices and move cells "
+        "like another random stream: compare on the device the baseline names, or re-accept with a reason"
+    )
+
+
 def main(params: Params, baseline: str | None = None, metrics: str | None = None, update: bool = False) -> int:
     baseline_path = Path(baseline) if baseline else paths.BASELINE
     fresh = files.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
     if update:
-        files.write_json(baseline_path, {t: baseline_cells(fresh[t]) for t in GATED_TABLES})
+        files.write_json(baseline_path, {**{t: baseline_cells(fresh[t]) for t in GATED_TABLES}, "made_on": made_on()})
         print(f"gate: wrote {baseline_path}")
         return 0
     if not baseline_path.exists():
         print(f"gate: no baseline at {baseline_path}; create one with `dermsynth gate --update`")
         return 2
-    problems = compare(files.read_json(baseline_path), fresh, params.gate.tolerance)
-    cells = sum(len(files.read_json(baseline_path).get(t, {})) for t in GATED_TABLES)
+    reference = files.read_json(baseline_path)
+    problems = compare(reference, fresh, params.gate.tolerance)
+    cells = sum(len(reference.get(t, {})) for t in GATED_TABLES)
     if problems:
         print(f"gate: FAILED, {len(problems)} of {cells} cells regressed (tolerance {params.gate.tolerance}):")
         print("\n".join(f"  {p}" for p in problems))
+        if note := device_note(reference):
+            print(note)
         return 1
     print(f"gate: passed, {cells} cells within {params.gate.tolerance} of the baseline")
     return 0
