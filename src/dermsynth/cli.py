@@ -33,6 +33,7 @@ MODULES = {
     "predict": "serve_cli",
     "promote": "serve_cli",
     "score-external": "serve_cli",
+    "review": "review_cli",
 }
 
 
@@ -55,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_commands(sub)
     add_model_commands(sub)
+    review = sub.add_parser(
+        "review",
+        help="a blinded reader study of realism in the browser (plan, reader, serve, report, export)",
+        description="A blinded reader study: real and synthetic images, one at a time, in a local web app "
+        "(docs/review.md). Not a pipeline stage: answers come from people, over days.",
+    )
+    review.add_argument(
+        "verb",
+        choices=["plan", "reader", "readers", "serve", "report", "export"],
+        help="plan: draw the images; reader NAME: add a reader (prints their link); readers: list the links; "
+        "serve: the web app; report: the analysis; export: reader-based curation decisions",
+    )
+    review.add_argument("name", nargs="?", default=None, help="the reader's name (verb reader)")
     seeds = sub.add_parser(
         "seeds",
         help="seed annotations (crop, mask, body part, noun) for the prompts",
@@ -195,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args.device) or 0
         if args.command == "metadata":
             return module.main(params, args.csv) or 0
-        if args.command in ("data", "predict", "promote", "score-external"):
+        if args.command in ("data", "predict", "promote", "score-external", "review"):
             return module.main(params, args)
         if args.command == "generate":
             return module.main(params, args.dry_run) or 0

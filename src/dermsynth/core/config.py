@@ -193,6 +193,19 @@ class Register:
 
 
 @dataclass(frozen=True)
+class Review:
+    db: str  # the study's SQLite store (plan, readers, answers)
+    images: int  # images in a study: half real, half synthetic, over every (seed group, condition) cell
+    seed: int  # the draw of images and each reader's order
+    size: int  # side of every served image, px
+    jpeg_quality: int  # every served image is re-encoded at this quality
+    host: str
+    port: int
+    min_answers: int  # answers a candidate needs before `review export` decides for it
+    min_judged_real: float  # share of readers calling a candidate real, for it to be kept
+
+
+@dataclass(frozen=True)
 class Params:
     dataset: Dataset
     embedded: Embedded
@@ -208,6 +221,7 @@ class Params:
     report: Report
     gate: Gate
     register: Register
+    review: Review
     tune: Tune
 
     def check(self) -> Params:
@@ -277,6 +291,10 @@ class Params:
             problems.append("dataset.missing_images must be error or drop")
         if self.features.precision not in ("float32", "bfloat16"):
             problems.append("features.precision must be float32 or bfloat16")
+        if self.review.images < 2 or self.review.images % 2:
+            problems.append("review.images must be an even number (half real, half synthetic)")
+        if not 0 <= self.review.min_judged_real <= 1:
+            problems.append("review.min_judged_real must be in [0, 1]")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.register.prefix):
             problems.append("register.prefix: letters, digits, '_', '.' and '-' only (it names registered models)")
         if self.features.crop > self.features.resize:
