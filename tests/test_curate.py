@@ -8,7 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from dermsynth import curate, generate
+from dermsynth import curate, generate, quality
 from dermsynth.core import files, paths
 
 
@@ -18,6 +18,7 @@ def generated(embedded_data, params):
 
     assert validate.main(params) == 0
     generate.main(params)
+    assert quality.main(params) == 0
     return params
 
 

@@ -120,6 +120,7 @@ def test_allow_partial_goes_on_and_curate_and_train_report_the_shortfall(project
     md5, group = short.iloc[0]
     assert len(pd.read_csv(project / "build/generated/manifest.csv")) == 14
 
+    run_ok(["dermsynth", "quality"], project)
     out = run_ok(["dermsynth", "curate"], project)
     assert f"{md5} (psoriasis, {group}): {CANDIDATES - 2} of {CANDIDATES}" in out
 

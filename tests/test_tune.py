@@ -36,7 +36,7 @@ def raw_params(raw_params: dict) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Splits, curated images and cached features of the shrunk study, made once by the real stages."""
-    from dermsynth import curate, embedded, features, generate, prepare, split, validate
+    from dermsynth import curate, embedded, features, generate, prepare, quality, split, validate
 
     root = tmp_path_factory.mktemp("built")
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -48,6 +48,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         split.main(params)
         assert validate.main(params) == 0
         generate.main(params)
+        assert quality.main(params) == 0
         assert curate.main(params) == 0
         features.main(params)
     return root / "build"

@@ -17,6 +17,7 @@ STAGES = {
     "split": "FST-holdout splits, validation split and seeds",
     "validate": "Great Expectations suites over metadata, splits and image files",
     "generate": "offline synthetic candidates from the seeds",
+    "quality": "KID, tone fidelity, diversity and copying of the candidates per generator, condition and FST group",
     "curate": "select k candidates per seed; check lineage against the test sets",
     "metadata": "feasibility report from the metadata CSV alone (no image needed)",
     "evaluate": "study tables (arms, dose-response, spillover) from every run",

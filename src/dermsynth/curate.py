@@ -120,9 +120,19 @@ def score_all(manifest: pd.DataFrame, splits: pd.DataFrame, params: Params) -> p
     return pd.concat([manifest.reset_index(drop=True), pd.DataFrame(scores)], axis=1)
 
 
-def select(scored: pd.DataFrame, keep: int, rejected: set[str]) -> pd.DataFrame:
-    """Mark the top ``keep`` candidates of every seed, among those not rejected, as selected."""
-    ranked = scored.assign(allowed=~scored["file"].isin(rejected))
+def near_copies(scored: pd.DataFrame, minimum: float) -> dict[str, str]:
+    """Candidates closer to their seed than ``minimum`` (feature cosine distance, stage quality), with the reason."""
+    if minimum <= 0:
+        return {}
+    close = scored[scored["distance_to_seed"] < minimum]
+    return {f: f"rejected: near-copy of its seed (feature distance {d:.4f} < {minimum})"
+            for f, d in zip(close["file"], close["distance_to_seed"], strict=True)}  # fmt: skip
+
+
+def select(scored: pd.DataFrame, keep: int, rejected: set[str], copies: dict[str, str] | None = None) -> pd.DataFrame:
+    """The top ``keep`` candidates of every seed, among those not rejected (test near-duplicates, seed near-copies)."""
+    copies = copies or {}
+    ranked = scored.assign(allowed=~scored["file"].isin(rejected | set(copies)))
     ranked = ranked.sort_values(
         ["seed_md5hash", "allowed", "in_band", "score", "candidate"], ascending=[True, False, False, False, True]
     )
@@ -130,6 +140,8 @@ def select(scored: pd.DataFrame, keep: int, rejected: set[str]) -> pd.DataFrame:
     ranked["selected"] = ranked["allowed"] & (ranked["rank"] < keep)
     ranked["decision"] = np.where(ranked["selected"], "auto: kept (top-k)", "auto: not in top-k")
     ranked.loc[~ranked["allowed"], "decision"] = "rejected: near-duplicate of test image " + ranked["nearest_test_md5"]
+    is_copy = ranked["file"].isin(set(copies)) & ~ranked["file"].isin(rejected)
+    ranked.loc[is_copy, "decision"] = ranked.loc[is_copy, "file"].map(copies)
     return ranked.drop(columns=["allowed"]).sort_values(["seed_md5hash", "candidate"]).reset_index(drop=True)
 
 
@@ -197,9 +209,10 @@ def main(params: Params) -> int:
     manifest = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str, keep_default_na=False)
-    scored = score_all(manifest, splits, params)
+    quality = pd.read_csv(paths.QUALITY / "scores.csv")[["file", "distance_to_seed", "seed_diversity"]]
+    scored = score_all(manifest, splits, params).merge(quality, on="file", how="left", validate="one_to_one")
     rejected = screen_near_duplicates(scored, cfg.near_duplicate_bits, params.validate.max_rows_in_report)
-    scored = select(scored, cfg.keep, rejected)
+    scored = select(scored, cfg.keep, rejected, near_copies(scored, cfg.min_seed_distance))
     sheet = contact_sheet.render(
         scored,
         paths.dataset_images(params.dataset.root),

@@ -113,6 +113,7 @@ class Curate:
     mode: str
     decisions: str
     near_duplicate_bits: int
+    min_seed_distance: float  # reject candidates closer to their seed than this (feature cosine distance); 0: off
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,15 @@ class Register:
 
 
 @dataclass(frozen=True)
+class Quality:
+    backbone: str  # features (the study's VGG16 fc6) | inception (a state_dict file in inception_weights)
+    inception_weights: str | None
+    kid_subset: int  # images per KID subset (fewer when a cell has fewer)
+    kid_subsets: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class Review:
     db: str  # the study's SQLite store (plan, readers, answers)
     images: int  # images in a study: half real, half synthetic, over every (seed group, condition) cell
@@ -221,6 +231,7 @@ class Params:
     report: Report
     gate: Gate
     register: Register
+    quality: Quality
     review: Review
     tune: Tune
 
@@ -291,6 +302,10 @@ class Params:
             problems.append("dataset.missing_images must be error or drop")
         if self.features.precision not in ("float32", "bfloat16"):
             problems.append("features.precision must be float32 or bfloat16")
+        if self.quality.backbone not in ("features", "inception"):
+            problems.append("quality.backbone must be features or inception")
+        if self.quality.backbone == "inception" and not self.quality.inception_weights:
+            problems.append("quality.backbone inception needs quality.inception_weights (a state_dict file)")
         if self.review.images < 2 or self.review.images % 2:
             problems.append("review.images must be an even number (half real, half synthetic)")
         if not 0 <= self.review.min_judged_real <= 1:

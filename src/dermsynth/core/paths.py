@@ -51,6 +51,8 @@ CURATED = BUILD / "curated"
 MANIFEST_NAME = "manifest.csv"
 REQUESTS_NAME = "requests.csv"  # one row per planned image of a generation run: status and cause
 
+QUALITY = BUILD / "quality"  # per-candidate quality scores (stage `quality`), read by `curate`
+QUALITY_REPORTS = Path("reports") / "quality"  # per generator x condition x FST group
 FEATURES = BUILD / "features"
 
 MODELS = Path("models")

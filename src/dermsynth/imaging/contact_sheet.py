@@ -37,10 +37,12 @@ def thumbnail(path: Path) -> str:
 
 def candidate_cell(row: pd.Series, folder: Path) -> str:
     state = "keep" if row["selected"] else ("reject" if str(row.get("decision", "")).startswith("reject") else "")
+    to_seed = row.get("distance_to_seed")
     caption = (
         f"{html.escape(row['file'])}<br>score {row['score']:.2f} | ITA {row['ita']:.0f} "
         f"{'in' if row['in_band'] else 'OUT of'} band<br>test pHash dist {row['nearest_test_phash']}"
-        f"<br>{html.escape(str(row.get('decision', '')))}"
+        + (f" | to seed {to_seed:.3f}" if to_seed is not None and to_seed == to_seed else "")
+        + f"<br>{html.escape(str(row.get('decision', '')))}"
     )
     return (
         f'<td><img class="{state}" src="{thumbnail(folder / row["file"])}" alt="{html.escape(row["file"])}">'

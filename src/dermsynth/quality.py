@@ -1,0 +1,146 @@
+"""Stage `quality`: how good the synthetic candidates are, per generator, condition and FST group, before curation.
+
+Later work found that generators render lighter skin better than darker skin and often miss the
+skin tone they were asked for, so every score is broken down by the FST group of the seed:
+
+- distribution distance: KID (analysis/quality.py) between the candidates of a (condition,
+  group) cell and the real images of that condition and group, on backbone features. By
+  default the project's frozen VGG16 fc6 (`features.weights`; Inception-v3 weights cannot be
+  downloaded here). With `quality.backbone: inception` and a state_dict file in
+  `quality.inception_weights`, torchvision's Inception-v3 pool features (2,048-d), as FID/KID
+  use them;
+- tone fidelity: median ITA of the candidate's skin outside the lesion (imaging/skin.py)
+  against the ITA band of the FST group its prompt asked for; the share in band;
+- diversity and copying: mean pairwise cosine distance of the features among a seed's
+  candidates, and each candidate's distance to its own seed (a near-copy adds nothing).
+
+Per candidate (build/quality/scores.csv, read by `curate`, which can reject near-copies with
+`curate.min_seed_distance`, and shows the distance on the contact sheet) and per cell
+(reports/quality/quality.{json,md}).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from dermsynth.analysis.quality import cosine_distance, diversity, kid
+from dermsynth.core import files, paths
+from dermsynth.core.config import Params
+from dermsynth.core.study import GROUPS
+from dermsynth.imaging.skin import group_ita_range, skin_ita
+from dermsynth.model.backbone import DTYPES, Fc6Extractor, load_vgg16
+
+
+def extractor(params: Params) -> tuple[torch.nn.Module, object, torch.dtype, str]:
+    """The feature network, its transform, its dtype and a description of the features."""
+    from torchvision import models
+    from torchvision import transforms as T
+
+    from dermsynth.model.backbone import IMAGENET_MEAN, IMAGENET_STD
+    from dermsynth.model.preprocess import eval_transform
+
+    cfg = params.quality
+    if cfg.backbone == "inception":
+        net = models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+        net.load_state_dict(torch.load(cfg.inception_weights, map_location="cpu", weights_only=True))
+        net.fc = torch.nn.Identity()
+        transform = T.Compose([T.Resize((299, 299)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        return net.eval(), transform, torch.float32, f"Inception-v3 pool features (2048-d) from {cfg.inception_weights}"
+    feats = params.features
+    dtype = DTYPES[feats.precision]
+    net = Fc6Extractor(load_vgg16(feats.weights, feats.seed)).eval().to(dtype)
+    what = f"VGG16 fc6 (4096-d) of the study's frozen backbone (weights {feats.weights}, {feats.precision})"
+    return net, eval_transform(feats.resize, feats.crop), dtype, what
+
+
+def embed(net: torch.nn.Module, transform: object, dtype: torch.dtype, images: list, batch: int) -> np.ndarray:
+    """Features (n, d) of image files, in batches, with a progress bar."""
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(images), batch), desc="quality/features", unit="batch", leave=False):
+            x = torch.stack([transform(files.load_rgb(p)) for p in images[start : start + batch]])  # type: ignore[operator]
+            out.append(net(x.to(dtype)).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1))
+
+
+def candidate_scores(generated: pd.DataFrame, synth: np.ndarray, seed_feats: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per candidate: distance to its seed, its seed's candidates' diversity, ITA and whether it is in band."""
+    rows = []
+    for i, row in enumerate(generated.itertuples()):
+        lo, hi = group_ita_range(GROUPS[row.seed_group])
+        ita = skin_ita(files.load_array(paths.GENERATED / paths.IMAGES_NAME / row.file))
+        distance = float(cosine_distance(synth[i : i + 1], seed_feats[row.seed_md5hash][None])[0, 0])
+        rows.append({"file": row.file, "distance_to_seed": round(distance, 5), "ita": round(ita, 2),
+                     "in_band": bool(lo <= ita <= hi)})  # fmt: skip
+    scores = pd.DataFrame(rows)
+    spread = {s: diversity(synth[(generated["seed_md5hash"] == s).to_numpy()]) for s in generated["seed_md5hash"]}
+    return scores.assign(seed_diversity=[round(spread[s], 5) for s in generated["seed_md5hash"]])
+
+
+def cells(generated: pd.DataFrame, scores: pd.DataFrame, synth: np.ndarray, real: pd.DataFrame, real_feats: np.ndarray,
+          params: Params) -> list[dict]:  # fmt: skip
+    """Per (generator, condition, FST group): N, KID against the real images of that cell, tone, diversity, copying."""
+    cfg = params.quality
+    table = generated.assign(**scores.drop(columns="file"))
+    out = []
+    for (generator, label, group), part in table.groupby(["generator", "label", "seed_group"], sort=True):
+        mask = ((real["label"] == label) & (real["group"] == group)).to_numpy()
+        distance = kid(synth[part.index.to_numpy()], real_feats[mask], cfg.kid_subset, cfg.kid_subsets, cfg.seed)
+        out.append(
+            {
+                "generator": generator, "condition": label, "group": group, "n_synthetic": len(part),
+                "n_real": int(mask.sum()), **distance, "in_band": float(part["in_band"].mean()),
+                "seed_diversity": float(part.drop_duplicates("seed_md5hash")["seed_diversity"].mean()),
+                "distance_to_seed": float(part["distance_to_seed"].mean()),
+            }
+        )  # fmt: skip
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Synthetic-image quality per skin type",
+        "",
+        f"Features: {result['features']}. KID: mean over {result['kid_subsets']} subsets (SE), 0 = the same "
+        "distribution; in band: share of candidates whose skin ITA lies in the requested FST group's band; "
+        "diversity: mean pairwise cosine distance among a seed's candidates; to seed: mean distance to the seed.",
+        "",
+        "| generator | condition | FST | synthetic | real | KID (SE) | in band | diversity | to seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in result["cells"]:
+        lines.append(
+            f"| {c['generator']} | {c['condition']} | {c['group']} | {c['n_synthetic']} | {c['n_real']} | "
+            f"{c['kid']:.4f} ({c['kid_se']:.4f}) | {c['in_band']:.2f} | {c['seed_diversity']:.4f} | "
+            f"{c['distance_to_seed']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(params: Params) -> int:
+    generated = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str}, keep_default_na=False)
+    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    images = paths.dataset_images(params.dataset.root)
+    wanted = set(zip(generated["label"], generated["seed_group"], strict=True))
+    real = splits.drop_duplicates("md5hash")
+    real = real[[(lab, grp) in wanted for lab, grp in zip(real["label"], real["group"], strict=True)]]
+    real = real.sort_values("md5hash").reset_index(drop=True)
+    net, transform, dtype, what = extractor(params)
+    seeds = sorted(set(generated["seed_md5hash"]))
+    batch = params.features.batch_size
+    synth = embed(net, transform, dtype, [paths.GENERATED / paths.IMAGES_NAME / f for f in generated["file"]], batch)
+    seed_rows = embed(net, transform, dtype, [paths.image_file(images, s) for s in seeds], batch)
+    seed_feats = dict(zip(seeds, seed_rows, strict=True))
+    real_feats = embed(net, transform, dtype, [paths.image_file(images, h) for h in real["md5hash"]], batch)
+    scores = candidate_scores(generated, synth, seed_feats)
+    files.write_csv(paths.QUALITY / "scores.csv", scores)
+    result = {"features": what, "kid_subsets": params.quality.kid_subsets,
+              "cells": cells(generated, scores, synth, real, real_feats, params)}  # fmt: skip
+    files.write_json(paths.QUALITY_REPORTS / "quality.json", result)
+    files.write_text(paths.QUALITY_REPORTS / "quality.md", markdown(result))
+    print(f"quality: {len(generated)} candidates, {len(real)} real images; {len(result['cells'])} cells "
+          f"(reports/quality/quality.md); features: {what}")  # fmt: skip
+    return 0
