@@ -52,10 +52,12 @@ def test_the_champion_is_registered_by_the_rule_with_its_card(study: Path):
     entry = json.loads((study / "reports/registry.json").read_text())["light_to_dark"]
     mlflow = client(study)
     versions = mlflow.search_model_versions(f"name = '{NAME}'")
-    assert sorted(v.tags["trained_as"] for v in versions) == sorted(entry["served_repeats"])  # one per training
+    # a version per training (other tests' re-tracked grids add theirs: a new grid's runs are new versions)
+    assert {v.tags["trained_as"] for v in versions} == set(entry["served_repeats"])
     champion = mlflow.get_model_version_by_alias(NAME, "champion")
-    assert champion.tags["trained_as"] == entry["champion"]
-    assert alias(mlflow, "challenger") == str(champion.version)  # first run: the same
+    assert champion.tags["trained_as"] == entry["champion"]  # set by the rule on the first track
+    challenger = mlflow.get_model_version_by_alias(NAME, "challenger")
+    assert challenger.tags["trained_as"] == entry["champion"]  # the rule's pick of the newest grid
     best = max((c for c in entry["candidates"] if c["eligible"]), key=lambda c: (c["worst_stratum"], c["overall"]))
     assert (
         best["worst_stratum"]

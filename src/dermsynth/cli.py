@@ -35,6 +35,7 @@ MODULES = {
     "promote": "serve_cli",
     "score-external": "serve_cli",
     "review": "review_cli",
+    "compare-generators": "compare_cli",
 }
 
 
@@ -70,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
         "serve: the web app; report: the analysis; export: reader-based curation decisions",
     )
     review.add_argument("name", nargs="?", default=None, help="the reader's name (verb reader)")
+    compare = sub.add_parser(
+        "compare-generators",
+        help="run the study for several generators through `dvc exp run` and write one comparison table",
+        description="Per generator: `dvc exp run -S generate.generator=GEN`, a snapshot of its tables, quality "
+        "and cost (reports/generators/GEN.json); then reports/generators/comparison.{csv,md}. The workspace's "
+        "params.yaml and dvc.lock are restored at the end.",
+    )
+    compare.add_argument(
+        "generators", nargs="+", choices=["tone_transfer", "reinhard", "diffusers", "openai"], metavar="GENERATOR",
+        help="tone_transfer, reinhard, diffusers (needs --diffusers-model), openai (cached images only)",
+    )  # fmt: skip
+    compare.add_argument("--diffusers-model", default=None, help="a diffusers inpainting pipeline folder")
+    compare.add_argument("--allow-paid", action="store_true", help="let openai pay for images not in its cache")
     seeds = sub.add_parser(
         "seeds",
         help="seed annotations (crop, mask, body part, noun) for the prompts",
@@ -204,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
         if args.command == "tune":
             return module.main(params, args.trials, args.storage, args.study_name) or 0
+        if args.command == "compare-generators":
+            return module.main(params, args.generators, args.diffusers_model, args.allow_paid)
         if args.command == "gate":
             return module.main(params, args.baseline, args.metrics, args.update) or 0
         if args.command == "features":

@@ -1,11 +1,13 @@
 """Stage `generate`: synthetic candidates from the seeds, with an offline generator that needs no weights.
 
-`tone_transfer` re-tones the skin of each seed toward a target ITA drawn inside the FST
-group that the seed represents (the group opposite to training, whose images the arms
+`tone_transfer` (the default) re-tones the skin of each seed toward a target ITA drawn inside
+the FST group that the seed represents (the group opposite to training, whose images the arms
 add), restricted to skin pixels so the lesion keeps its own contrast, then takes a random
 square crop and flip. It stands in for the study's text-to-image editing: it makes new
-views of the same lesions on new shades of the target skin, not new lesions.
-Every candidate is written with its lineage (seed md5, generator, parameters).
+views of the same lesions on new shades of the target skin, not new lesions. `reinhard`
+(generators/reinhard.py) is the classical colour-transfer baseline; `openai` and `diffusers`
+are the image-editing backends. Every candidate is written with its lineage (seed md5,
+generator, parameters).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Generate, Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.study import GROUPS, load_conditions
-from dermsynth.generators import annotations, delivery
+from dermsynth.generators import annotations, delivery, reinhard
+from dermsynth.generators.crops import crop_and_flip
 from dermsynth.imaging.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
 
 MANIFEST_COLUMNS = [
@@ -65,18 +67,6 @@ def shift_tone(rgb: np.ndarray, target_ita: float, strength: float) -> tuple[np.
     return lab_to_rgb(lab), seed_ita
 
 
-def crop_and_flip(rgb: np.ndarray, side: float, rng: np.random.Generator) -> tuple[np.ndarray, list[int], bool]:
-    size = rgb.shape[0]
-    crop = max(8, round(side * size))
-    x0, y0 = (int(v) for v in rng.integers(0, size - crop + 1, 2))
-    image = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
-    image = image.crop((x0, y0, x0 + crop, y0 + crop)).resize((size, size), Image.BICUBIC)
-    flip = bool(rng.random() < 0.5)
-    if flip:
-        image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.asarray(image), [x0, y0, crop, crop], flip
-
-
 def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """One candidate image (uint8) and the parameters that made it."""
     lo, hi = group_ita_range(GROUPS[group])
@@ -93,8 +83,8 @@ def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.rando
     }
 
 
-GENERATORS = {"tone_transfer": tone_transfer}
-BACKENDS = ("tone_transfer", "openai", "diffusers")
+OFFLINE = ("tone_transfer", "reinhard")  # weight-free generators, run here
+BACKENDS = (*OFFLINE, "openai", "diffusers")
 
 
 def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -112,13 +102,16 @@ def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
 def offline(chosen: pd.DataFrame, params: Params) -> tuple[list[dict], list[dict]]:
     """Candidates from a weight-free generator (no prompt is used; the study's prompt is recorded), and their log."""
     cfg = params.generate
-    make = GENERATORS[cfg.generator]
+    if cfg.generator == "reinhard":
+        make = reinhard.maker(chosen, params.dataset.root)
+    else:
+        make = lambda rgb, group, cfg, rng, _seed: tone_transfer(rgb, group, cfg, rng)  # noqa: E731
     images = paths.dataset_images(params.dataset.root)
     rows, log = [], []
     for seed in tqdm(chosen.itertuples(), total=len(chosen), desc="generate", unit="seed"):
         seed_rgb = files.load_array(paths.image_file(images, seed.md5hash))
         for k in range(cfg.candidates):
-            pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k))
+            pixels, info = make(seed_rgb, seed.group, cfg, candidate_rng(cfg, seed.md5hash, k), seed.md5hash)
             name = f"{seed.md5hash}_{k}.jpg"
             files.write_bytes(paths.GENERATED / paths.IMAGES_NAME / name, files.encode_jpeg(pixels, cfg.jpeg_quality))
             log.append({"seed_md5hash": seed.md5hash, "candidate": k, "status": delivery.OK, "detail": ""})
