@@ -105,7 +105,8 @@ def markdown(result: dict) -> str:
         "# Synthetic-image quality per skin type",
         "",
         f"Features: {result['features']}. KID: mean over {result['kid_subsets']} subsets (SE), 0 = the same "
-        "distribution; in band: share of candidates whose skin ITA lies in the requested FST group's band; "
+        "distribution (its scale follows the features': small for a random backbone's fc6); "
+        "in band: share of candidates whose skin ITA lies in the requested FST group's band; "
         "diversity: mean pairwise cosine distance among a seed's candidates; to seed: mean distance to the seed.",
         "",
         "| generator | condition | FST | synthetic | real | KID (SE) | in band | diversity | to seed |",
@@ -114,7 +115,7 @@ def markdown(result: dict) -> str:
     for c in result["cells"]:
         lines.append(
             f"| {c['generator']} | {c['condition']} | {c['group']} | {c['n_synthetic']} | {c['n_real']} | "
-            f"{c['kid']:.4f} ({c['kid_se']:.4f}) | {c['in_band']:.2f} | {c['seed_diversity']:.4f} | "
+            f"{c['kid']:.3g} ({c['kid_se']:.2g}) | {c['in_band']:.2f} | {c['seed_diversity']:.4f} | "
             f"{c['distance_to_seed']:.4f} |"
         )
     return "\n".join(lines) + "\n"

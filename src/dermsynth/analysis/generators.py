@@ -69,8 +69,8 @@ def markdown(table: pd.DataFrame, data: str) -> str:
     for r in table.itertuples():
         lines.append(
             f"| {r.generator} | {r.direction} | {r.condition} | {r.group} | {r.n} | {r.acc:.3f} [{r.acc_low:.3f}, "
-            f"{r.acc_high:.3f}] | {r.difference:+.3f} ({r.p_holm:.3g}) | {r.bal_acc:.3f} | {r.kid:.4f} "
-            f"({r.kid_se:.4f}) | {r.in_band:.2f} | {r.seed_diversity:.3f} | {r.distance_to_seed:.3f} | {r.usd:.2f} | "
+            f"{r.acc_high:.3f}] | {r.difference:+.3f} ({r.p_holm:.3g}) | {r.bal_acc:.3f} | {r.kid:.3g} "
+            f"({r.kid_se:.2g}) | {r.in_band:.2f} | {r.seed_diversity:.3f} | {r.distance_to_seed:.3f} | {r.usd:.2f} | "
             f"{r.generate_s:.1f}{' (cached)' if r.generate_cached else ''} |"
         )
     return "\n".join(lines) + "\n"
