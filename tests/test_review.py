@@ -140,6 +140,28 @@ def test_the_analysis_matches_values_computed_by_hand(tmp_path: Path):
     assert "Fleiss' kappa -0.500" in analysis.markdown(result)
 
 
+def test_the_report_command_writes_the_same_numbers_and_logs_them_to_mlflow(workdir: Path, params: config.Params):
+    import json
+
+    from mlflow import MlflowClient
+
+    from dermsynth import review_cli
+
+    simulated(workdir / params.review.db)
+    assert review_cli.report(params) == 0  # no curated manifest here: the curation link is left out
+    written = json.loads((workdir / "reports/review/report.json").read_text())
+    assert written["realism"]["all"]["rate"] == 0.5
+    assert written["agreement"]["fleiss_kappa"] == pytest.approx(-0.5)
+    assert written["curation"] is None
+    assert "not photographs of patients" in (workdir / "reports/review/report.md").read_text()
+    assert len(pd.read_csv(workdir / "reports/review/answers.csv")) == 12
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("dermsynth").experiment_id], "tags.stage = 'review'")[0]
+    assert run.data.metrics["review/accuracy"] == 0.5
+    assert run.data.metrics["review/fleiss_kappa"] == pytest.approx(-0.5)
+    assert run.data.tags["readers"] == "3"
+
+
 def test_export_turns_answers_into_curation_decisions(workdir: Path, params: config.Params, raw_params: dict):
     from dermsynth import review_cli
 
