@@ -70,3 +70,21 @@ def test_a_failure_on_another_device_says_so(workdir, params, capsys):
     (features / "info.json").write_text(json.dumps(base["made_on"]))  # the same device: no note
     assert gate.main(params, "base.json", "fresh.json") == 1
     assert "note" not in capsys.readouterr().out
+
+
+def test_a_baseline_made_on_this_kind_of_cpu_is_preferred(workdir, params, capsys):
+    features = workdir / "build/features"
+    features.mkdir(parents=True)
+    (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "float32"}))
+    (workdir / "fresh.json").write_text(json.dumps({"arms": {"k": {"acc": 0.4, "n": 40}}, "dose": {}}))
+    (workdir / "base.json").write_text(json.dumps({"arms": {"k": {"acc": 0.6, "n": 40}}, "dose": {}}))
+    assert gate.main(params, "base.json", "fresh.json") == 1  # no sibling yet: the general baseline
+    (workdir / "base.amx_bf16.json").write_text(json.dumps({"arms": {"k": {"acc": 0.42, "n": 40}}, "dose": {}}))
+    assert gate.main(params, "base.json", "fresh.json") == 0
+    assert "base.amx_bf16.json: the baseline made on this kind of CPU (cpu (amx_bf16))" in capsys.readouterr().out
+    (features / "info.json").write_text(json.dumps({"device": "cpu (avx512_bf16)", "precision": "float32"}))
+    assert gate.main(params, "base.json", "fresh.json") == 1  # another kind: the general one again
+    (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "float32"}))
+    assert gate.main(params, "base.json", "fresh.json", update=True) == 0  # --update renews this kind's sibling
+    assert json.loads((workdir / "base.amx_bf16.json").read_text())["arms"]["k"]["acc"] == 0.4
+    assert json.loads((workdir / "base.json").read_text())["arms"]["k"]["acc"] == 0.6

@@ -9,11 +9,15 @@ and library versions the tables reproduce exactly; the tolerance absorbs the sma
 numerical differences between CPUs and BLAS builds in float32. In bfloat16 the features'
 last bits differ between CPUs with AMX, with AVX512-BF16, and GPUs, and training moves on
 them like on another random stream: the baseline records what computed it (`made_on`), and
-a failure on another kind of device says so.
+a failure on another kind of device says so. Even float32 convolutions differ between CPUs
+with AMX and without (oneDNN picks other kernels), so a baseline may have a sibling per kind
+of CPU, <name>.<units>.json (e.g. reports/baseline-ci.amx_bf16.json), which the gate uses on
+that kind.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dermsynth.core import files, paths
@@ -56,6 +60,16 @@ def made_on() -> dict[str, str]:
     return {"device": str(info.get("device", "unknown")), "precision": str(info.get("precision", "unknown"))}
 
 
+def for_this_device(path: Path) -> Path:
+    """The sibling <stem>.<units>.json of a baseline made on this kind of CPU, when there is one; else ``path``."""
+    units = re.search(r"\(([a-z0-9_ ]+)\)", made_on()["device"])
+    if units:
+        sibling = path.with_name(f"{path.stem}.{units.group(1).replace(' ', '_')}{path.suffix}")
+        if sibling.exists():
+            return sibling
+    return path
+
+
 def device_note(baseline: dict) -> str:
     """A line when the fresh metrics come from another device or precision than the baseline's."""
     then, now = baseline.get("made_on"), made_on()
@@ -72,12 +86,16 @@ def main(params: Params, baseline: str | None = None, metrics: str | None = None
     baseline_path = Path(baseline) if baseline else paths.BASELINE
     fresh = files.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
     if update:
+        baseline_path = for_this_device(baseline_path)  # an existing sibling for this kind of CPU is the one renewed
         files.write_json(baseline_path, {**{t: baseline_cells(fresh[t]) for t in GATED_TABLES}, "made_on": made_on()})
         print(f"gate: wrote {baseline_path}")
         return 0
     if not baseline_path.exists():
         print(f"gate: no baseline at {baseline_path}; create one with `dermsynth gate --update`")
         return 2
+    if (chosen := for_this_device(baseline_path)) != baseline_path:
+        print(f"gate: {chosen}: the baseline made on this kind of CPU ({made_on()['device']})")
+        baseline_path = chosen
     reference = files.read_json(baseline_path)
     problems = compare(reference, fresh, params.gate.tolerance)
     cells = sum(len(reference.get(t, {})) for t in GATED_TABLES)
