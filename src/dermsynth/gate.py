@@ -60,9 +60,9 @@ def made_on() -> dict[str, str]:
     return {"device": str(info.get("device", "unknown")), "precision": str(info.get("precision", "unknown"))}
 
 
-def for_this_device(path: Path) -> Path:
+def for_this_device(path: Path, now: dict[str, str]) -> Path:
     """The sibling <stem>.<units>.json of a baseline made on this kind of CPU, when there is one; else ``path``."""
-    units = re.search(r"\(([a-z0-9_ ]+)\)", made_on()["device"])
+    units = re.search(r"\(([a-z0-9_ ]+)\)", now["device"])
     if units:
         sibling = path.with_name(f"{path.stem}.{units.group(1).replace(' ', '_')}{path.suffix}")
         if sibling.exists():
@@ -70,9 +70,9 @@ def for_this_device(path: Path) -> Path:
     return path
 
 
-def device_note(baseline: dict) -> str:
+def device_note(baseline: dict, now: dict[str, str]) -> str:
     """A line when the fresh metrics come from another device or precision than the baseline's."""
-    then, now = baseline.get("made_on"), made_on()
+    then = baseline.get("made_on")
     if not then or then == now or now["device"] == "unknown":
         return ""
     return (
@@ -85,16 +85,17 @@ def device_note(baseline: dict) -> str:
 def main(params: Params, baseline: str | None = None, metrics: str | None = None, update: bool = False) -> int:
     baseline_path = Path(baseline) if baseline else paths.BASELINE
     fresh = files.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
+    now = made_on()
     if update:
-        baseline_path = for_this_device(baseline_path)  # an existing sibling for this kind of CPU is the one renewed
-        files.write_json(baseline_path, {**{t: baseline_cells(fresh[t]) for t in GATED_TABLES}, "made_on": made_on()})
+        baseline_path = for_this_device(baseline_path, now)  # an existing sibling for this kind of CPU is renewed
+        files.write_json(baseline_path, {**{t: baseline_cells(fresh[t]) for t in GATED_TABLES}, "made_on": now})
         print(f"gate: wrote {baseline_path}")
         return 0
     if not baseline_path.exists():
         print(f"gate: no baseline at {baseline_path}; create one with `dermsynth gate --update`")
         return 2
-    if (chosen := for_this_device(baseline_path)) != baseline_path:
-        print(f"gate: {chosen}: the baseline made on this kind of CPU ({made_on()['device']})")
+    if (chosen := for_this_device(baseline_path, now)) != baseline_path:
+        print(f"gate: {chosen}: the baseline made on this kind of CPU ({now['device']})")
         baseline_path = chosen
     reference = files.read_json(baseline_path)
     problems = compare(reference, fresh, params.gate.tolerance)
@@ -102,7 +103,7 @@ def main(params: Params, baseline: str | None = None, metrics: str | None = None
     if problems:
         print(f"gate: FAILED, {len(problems)} of {cells} cells regressed (tolerance {params.gate.tolerance}):")
         print("\n".join(f"  {p}" for p in problems))
-        if note := device_note(reference):
+        if note := device_note(reference, now):
             print(note)
         return 1
     print(f"gate: passed, {cells} cells within {params.gate.tolerance} of the baseline")

@@ -13,7 +13,7 @@ import sys
 
 import pandas as pd
 
-from dermsynth.analysis.stats import wilson
+from dermsynth.analysis.metrics import cell
 from dermsynth.core import paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
@@ -41,16 +41,11 @@ def test_rows(params: Params, direction: str) -> pd.DataFrame:
 
 
 def per_group(spec: str, rows: pd.DataFrame, z: float) -> dict[str, dict[str, float]]:
-    """Accuracy with its Wilson interval per FST group of one model version on ``rows``."""
+    """Accuracy with its Wilson interval (analysis.metrics.cell) per FST group of one model version on ``rows``."""
     model = load_model(spec)
     labels = [row["label"] for _, row in scored(model, list(rows["path"]), f"score {spec}")]
-    correct = rows.assign(correct=[p == t for p, t in zip(labels, rows["label"], strict=True)])
-    out = {}
-    for group, part in correct.groupby("group", sort=True):
-        k, n = float(part["correct"].sum()), len(part)
-        low, high = wilson(k, n, z)
-        out[str(group)] = {"n": n, "acc": k / n, "low": low, "high": high}
-    return out
+    correct = pd.Series([p == t for p, t in zip(labels, rows["label"], strict=True)], index=rows.index)
+    return {str(group): cell(correct[part.index], z) for group, part in rows.groupby("group", sort=True)}
 
 
 def compare(champion: dict, challenger: dict, tolerance: float) -> pd.DataFrame:
@@ -62,8 +57,8 @@ def compare(champion: dict, challenger: dict, tolerance: float) -> pd.DataFrame:
             {
                 "group": group,
                 "n": a["n"],
-                "champion": f"{a['acc']:.3f} [{a['low']:.3f}, {a['high']:.3f}]",
-                "challenger": f"{b['acc']:.3f} [{b['low']:.3f}, {b['high']:.3f}]",
+                "champion": f"{a['acc']:.3f} [{a['wilson_low']:.3f}, {a['wilson_high']:.3f}]",
+                "challenger": f"{b['acc']:.3f} [{b['wilson_low']:.3f}, {b['wilson_high']:.3f}]",
                 "change": round(b["acc"] - a["acc"], 4),
                 "regression": b["acc"] < a["acc"] - tolerance,
             }
