@@ -16,6 +16,7 @@ from dermsynth import curate, generate, quality, validate
 from dermsynth.analysis.quality import diversity, kid, mmd2_unbiased, polynomial_kernel
 from dermsynth.core import config, paths
 from dermsynth.imaging.skin import lab_from_ita, lab_to_rgb
+from dermsynth.model import embedding
 
 
 def expected_kernel(a: np.ndarray, b: np.ndarray) -> float:
@@ -114,8 +115,24 @@ def test_inception_features_come_from_a_state_dict_file(tmp_path: Path, params: 
     weights = tmp_path / "inception.pt"
     torch.save(models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), weights)
     chosen = replace(params, quality=replace(params.quality, backbone="inception", inception_weights=str(weights)))
-    net, transform, dtype, what = quality.extractor(chosen)
+    net, transform, what = quality.extractor(chosen)
     image = tmp_path / "x.png"
     uniform_skin(30.0).save(image)
-    assert quality.embed(net, transform, dtype, [image, image], batch=2).shape == (2, 2048)
+    assert embedding.embed(net, embedding.Transformed([image, image], transform), 2).shape == (2, 2048)
     assert "Inception-v3" in what
+
+
+def test_quality_features_of_real_images_are_the_cached_ones_bit_for_bit(generated: config.Params):
+    """One loop (model/embedding.py) feeds `features`, `quality` and serving: fc6 must not depend on the caller."""
+    from dermsynth import features
+
+    bf16 = replace(generated, features=replace(generated.features, precision="bfloat16"))
+    assert quality.main(bf16) == 0
+    assert curate.main(bf16) == 0
+    features.main(bf16)
+    cached = np.load(paths.FEATURES / "eval.npy")
+    index = pd.read_csv(paths.FEATURES / "eval_index.csv")
+    net, transform, _ = quality.extractor(bf16)
+    candidates = sorted((paths.GENERATED / paths.IMAGES_NAME).iterdir())[:5]  # batches mixed as quality mixes them
+    mixed = embedding.embed(net, embedding.Transformed(candidates + list(index["path"]), transform), 32)
+    np.testing.assert_array_equal(mixed[len(candidates) :].astype(np.float16), cached)

@@ -11,42 +11,18 @@ float16 memory-mapped arrays, so memory stays bounded for the full 16,577-image 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Features, Params
+from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, FC6_DIM, Fc6Extractor, file_digest, load_vgg16, state_digest
-from dermsynth.model.preprocess import eval_transform, train_transform
-
-
-class ImageViews(Dataset):
-    """(path, view) pairs; view -1 is the test transform, view k >= 0 a seeded augmented view."""
-
-    def __init__(self, items: list[tuple[Path, int]], cfg: Features):
-        self.items = items
-        self.eval_tf = eval_transform(cfg.resize, cfg.crop)
-        self.train_tf = train_transform(cfg.resize, cfg.crop)
-        self.seed = cfg.seed
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        path, view = self.items[i]
-        image = files.load_rgb(path)
-        if view < 0:
-            return self.eval_tf(image)
-        digest = hashlib.sha256(f"{self.seed}:{path.name}:{view}".encode()).digest()
-        torch.manual_seed(int.from_bytes(digest[:8], "little"))  # same view whatever the worker or order
-        return self.train_tf(image)
+from dermsynth.model.embedding import ImageViews
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -57,18 +33,12 @@ def pick_device(name: str | None = None) -> torch.device:
 
 def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str) -> None:
     """Write fc6 activations of ``items`` to the .npy file ``out`` (float16), atomically."""
-    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    workers = 1 if (os.cpu_count() or 1) > 1 else 0
-    loader = DataLoader(ImageViews(items, cfg), batch_size=cfg.batch_size, num_workers=workers)
     with files.atomic_path(out) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), FC6_DIM))
         start = 0
-        with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="img") as bar:
-            for batch in loader:
-                x = batch.to(device, dtype).contiguous(memory_format=torch.channels_last)
-                array[start : start + len(batch)] = model(x).float().cpu().numpy()
-                start += len(batch)
-                bar.update(len(batch))
+        for fc6 in embedding.batches(model, ImageViews(items, cfg), cfg.batch_size, desc):
+            array[start : start + len(fc6)] = fc6
+            start += len(fc6)
         array.flush()
         del array
 
@@ -123,8 +93,7 @@ def main(params: Params, device: str | None = None) -> None:
     vgg = load_vgg16(cfg.weights, cfg.seed)
     backbone_sha256 = state_digest(vgg)  # before the extractor is cast to `precision` in place
     chosen = pick_device(device)
-    model = Fc6Extractor(vgg).eval().to(chosen, DTYPES[cfg.precision])
-    model = model.to(memory_format=torch.channels_last)
+    model = embedding.prepare(Fc6Extractor(vgg), DTYPES[cfg.precision], chosen)
     out = paths.FEATURES
     extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval")
     items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]

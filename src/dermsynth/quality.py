@@ -21,21 +21,23 @@ Per candidate (build/quality/scores.csv, read by `curate`, which can reject near
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from dermsynth.analysis.quality import cosine_distance, diversity, kid
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import GROUPS
 from dermsynth.imaging.skin import group_ita_range, skin_ita
+from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, Fc6Extractor, load_vgg16
 
 
-def extractor(params: Params) -> tuple[torch.nn.Module, object, torch.dtype, str]:
-    """The feature network, its transform, its dtype and a description of the features."""
+def extractor(params: Params) -> tuple[torch.nn.Module, Callable, str]:
+    """The feature network (ready for `embedding.batches`), its transform and a description of the features."""
     from torchvision import models
     from torchvision import transforms as T
 
@@ -48,22 +50,12 @@ def extractor(params: Params) -> tuple[torch.nn.Module, object, torch.dtype, str
         net.load_state_dict(torch.load(cfg.inception_weights, map_location="cpu", weights_only=True))
         net.fc = torch.nn.Identity()
         transform = T.Compose([T.Resize((299, 299)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-        return net.eval(), transform, torch.float32, f"Inception-v3 pool features (2048-d) from {cfg.inception_weights}"
+        net = embedding.prepare(net, torch.float32)
+        return net, transform, f"Inception-v3 pool features (2048-d) from {cfg.inception_weights}"
     feats = params.features
-    dtype = DTYPES[feats.precision]
-    net = Fc6Extractor(load_vgg16(feats.weights, feats.seed)).eval().to(dtype)
+    net = embedding.prepare(Fc6Extractor(load_vgg16(feats.weights, feats.seed)), DTYPES[feats.precision])
     what = f"VGG16 fc6 (4096-d) of the study's frozen backbone (weights {feats.weights}, {feats.precision})"
-    return net, eval_transform(feats.resize, feats.crop), dtype, what
-
-
-def embed(net: torch.nn.Module, transform: object, dtype: torch.dtype, images: list, batch: int) -> np.ndarray:
-    """Features (n, d) of image files, in batches, with a progress bar."""
-    out = []
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(images), batch), desc="quality/features", unit="batch", leave=False):
-            x = torch.stack([transform(files.load_rgb(p)) for p in images[start : start + batch]])  # type: ignore[operator]
-            out.append(net(x.to(dtype)).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
+    return net, eval_transform(feats.resize, feats.crop), what
 
 
 def candidate_scores(generated: pd.DataFrame, synth: np.ndarray, seed_feats: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -129,13 +121,13 @@ def main(params: Params) -> int:
     real = splits.drop_duplicates("md5hash")
     real = real[[(lab, grp) in wanted for lab, grp in zip(real["label"], real["group"], strict=True)]]
     real = real.sort_values("md5hash").reset_index(drop=True)
-    net, transform, dtype, what = extractor(params)
-    seeds = sorted(set(generated["seed_md5hash"]))
-    batch = params.features.batch_size
-    synth = embed(net, transform, dtype, [paths.GENERATED / paths.IMAGES_NAME / f for f in generated["file"]], batch)
-    seed_rows = embed(net, transform, dtype, [paths.image_file(images, s) for s in seeds], batch)
-    seed_feats = dict(zip(seeds, seed_rows, strict=True))
-    real_feats = embed(net, transform, dtype, [paths.image_file(images, h) for h in real["md5hash"]], batch)
+    net, transform, what = extractor(params)
+    candidates = [paths.GENERATED / paths.IMAGES_NAME / f for f in generated["file"]]
+    reals = [paths.image_file(images, h) for h in real["md5hash"]]  # the seeds are among them
+    feats = embedding.embed(net, embedding.Transformed(candidates + reals, transform), params.features.batch_size,
+                            "quality/features")  # fmt: skip
+    synth, real_feats = feats[: len(candidates)], feats[len(candidates) :]
+    seed_feats = dict(zip(real["md5hash"], real_feats, strict=True))
     scores = candidate_scores(generated, synth, seed_feats)
     files.write_csv(paths.QUALITY / "scores.csv", scores)
     result = {"features": what, "kid_subsets": params.quality.kid_subsets,

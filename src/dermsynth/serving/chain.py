@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.files import BadImageError
+from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, Fc6Extractor, Head, file_digest, load_vgg16, state_digest
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
@@ -109,7 +110,7 @@ class Chain:
         head = Head(vgg.classifier[3], head_state["head.0.weight"].shape[0], len(spec.classes), 0.0, spec.precision)
         head.load_state_dict(head_state, strict=False)
         self.head = head.eval()
-        self.extractor = Fc6Extractor(vgg).eval().to(dtype=dtype, memory_format=torch.channels_last)
+        self.extractor = embedding.prepare(Fc6Extractor(vgg), dtype)
         self.transform = eval_transform(spec.resize, spec.crop)
 
     def backbone_reference(self, override: str | None) -> str:
@@ -127,13 +128,11 @@ class Chain:
         return weights
 
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        """(n, classes) probabilities, in batches of the `features` stage's size."""
+        """(n, classes) probabilities, in batches of the `features` stage's size, in this process."""
+        dataset = embedding.Transformed(images, self.transform)
         out = []
-        dtype = DTYPES[self.spec.precision]
-        with torch.inference_mode():
-            for start in range(0, len(images), self.spec.batch_size):
-                batch = torch.stack([self.transform(im) for im in images[start : start + self.spec.batch_size]])
-                x = batch.to(dtype).contiguous(memory_format=torch.channels_last)
-                fc6 = self.extractor(x).float().half().float()  # the cache's float16
-                out.append(self.head(fc6).exp().numpy())
+        for fc6 in embedding.batches(self.extractor, dataset, self.spec.batch_size, workers=0):
+            with torch.inference_mode():
+                rounded = torch.from_numpy(fc6).half().float()  # the cache's float16
+                out.append(self.head(rounded).exp().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.spec.classes)))
