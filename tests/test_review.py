@@ -177,6 +177,33 @@ def test_export_turns_answers_into_curation_decisions(workdir: Path, params: con
     assert decisions["note"].iloc[0] == "reader study: 67% of 3 judged real, 33% diagnosed"
 
 
+def test_published_answers_become_the_study_reports_section(workdir: Path, params: config.Params, raw_params: dict):
+    from dermsynth import review_cli
+    from dermsynth.views.report_sections import reader_study_section
+
+    answers = workdir / "annotations/review_answers.csv"
+    answers.parent.mkdir()
+    answers.write_text(",".join(analysis.PUBLISHED) + "\n")  # as committed: no study yet
+    empty = "\n".join(reader_study_section(answers, None, Z, "simulated"))
+    assert "No reader study published yet" in empty
+    assert "review publish" in empty
+    tokens = simulated(workdir / params.review.db)
+    store.answer(workdir / params.review.db, tokens["right"], 0, True, 5, "psoriasis", "looks like my patient X")
+    raw_params["review"]["answers"] = str(answers)
+    assert review_cli.publish(config.parse(raw_params)) == 0
+    published = pd.read_csv(answers, keep_default_na=False)
+    assert len(published) == 12
+    assert "note" not in published.columns
+    assert "patient X" not in answers.read_text()
+    section = "\n".join(reader_study_section(answers, {"C"}, Z, "simulated images"))
+    assert section.startswith("## Reader study: real or synthetic?")
+    expected = analysis.analyse(store.answers(workdir / params.review.db), {"C"}, Z)
+    assert f"| all | {analysis.fmt(expected['realism']['all'])} |" in section
+    assert f"Fleiss' kappa {expected['agreement']['fleiss_kappa']:.3f}" in section
+    assert "**Data: simulated images.**" in section
+    assert "Judged-real rate of candidates curation kept" in section
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

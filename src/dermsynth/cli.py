@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument(
         "verb",
-        choices=["plan", "reader", "readers", "serve", "report", "export"],
+        choices=["plan", "reader", "readers", "serve", "report", "publish", "export"],
         help="plan: draw the images; reader NAME: add a reader (prints their link); readers: list the links; "
-        "serve: the web app; report: the analysis; export: reader-based curation decisions",
+        "serve: the web app; report: the analysis; publish: the answers to review.answers, for the study report; "
+        "export: reader-based curation decisions",
     )
     review.add_argument("name", nargs="?", default=None, help="the reader's name (verb reader)")
     compare = sub.add_parser(

@@ -1,8 +1,9 @@
 """Stage `curate`: keep k candidates per seed (4 of 8 in the study) by documented scores.
 
 Scores per candidate (all recorded in build/curated/scores.csv):
-- `ita`, `in_band`: median ITA of the skin pixels and whether it lies in the seed's FST
-  group. A candidate outside the group it is meant to represent is ranked last.
+- `ita`, `in_band` (measured by stage `quality`, with `distance_to_seed` and `seed_diversity`):
+  median ITA of the skin pixels and whether it lies in the seed's FST group. A candidate
+  outside the group it is meant to represent is ranked last.
 - `sharpness`: variance of the Laplacian relative to the seed (capped at 1): resampling
   blurs, and the study's reviewers kept photorealistic images.
 - `novelty`: mean absolute pixel difference to the seed, capped at 0.1 and scaled to 1:
@@ -34,9 +35,7 @@ from PIL import Image
 from dermsynth.checks.suites import ValidationFailed, check_synthetic, screen_near_duplicates
 from dermsynth.core import files, paths
 from dermsynth.core.config import Curate, Params
-from dermsynth.core.study import GROUPS
 from dermsynth.imaging import contact_sheet
-from dermsynth.imaging.skin import group_ita_range, skin_ita
 
 
 def laplacian_variance(rgb: np.ndarray) -> float:
@@ -45,14 +44,10 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     return float(lap.var())
 
 
-def score_candidate(candidate: np.ndarray, seed: np.ndarray, group: str) -> dict:
-    ita = skin_ita(candidate)
-    lo, hi = group_ita_range(GROUPS[group])
+def score_candidate(candidate: np.ndarray, seed: np.ndarray) -> dict:
     sharpness = min(laplacian_variance(candidate) / max(laplacian_variance(seed), 1e-12), 1.0)
     novelty = min(float(np.abs(candidate - seed).mean()) / 0.1, 1.0)
     return {
-        "ita": round(ita, 2),
-        "in_band": bool(lo <= ita <= hi),
         "sharpness": round(sharpness, 4),
         "novelty": round(novelty, 4),
         "score": round(sharpness + novelty, 4),
@@ -108,7 +103,7 @@ def score_all(manifest: pd.DataFrame, splits: pd.DataFrame, params: Params) -> p
             seeds[row.seed_md5hash] = files.load_array(paths.image_file(images, row.seed_md5hash))
         path = paths.GENERATED / paths.IMAGES_NAME / row.file
         candidate = files.load_array(path)
-        score = score_candidate(candidate, same_size(seeds[row.seed_md5hash], candidate.shape), row.seed_group)
+        score = score_candidate(candidate, same_size(seeds[row.seed_md5hash], candidate.shape))
         distances = (test_bits != phash_bits(path)).sum(axis=1) if len(test_md5) else np.array([64])
         nearest = int(distances.argmin())
         score["nearest_test_phash"] = int(distances[nearest])
@@ -209,7 +204,9 @@ def main(params: Params) -> int:
     manifest = pd.read_csv(paths.GENERATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     seeds = pd.read_csv(paths.SEEDS_TABLE, dtype=str, keep_default_na=False)
-    quality = pd.read_csv(paths.QUALITY / "scores.csv")[["file", "distance_to_seed", "seed_diversity"]]
+    quality = pd.read_csv(paths.QUALITY / "scores.csv")[
+        ["file", "ita", "in_band", "distance_to_seed", "seed_diversity"]
+    ]
     scored = score_all(manifest, splits, params).merge(quality, on="file", how="left", validate="one_to_one")
     rejected = screen_near_duplicates(scored, cfg.near_duplicate_bits, params.validate.max_rows_in_report)
     scored = select(scored, cfg.keep, rejected, near_copies(scored, cfg.min_seed_distance))

@@ -15,7 +15,7 @@ import os
 
 import pandas as pd
 
-from dermsynth.analysis.grid import planned_runs
+from dermsynth.analysis.grid import first_configurations, planned_runs
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import load_conditions
@@ -92,15 +92,6 @@ def facts(params: Params, run: dict, repeat: int, mix: dict, info: dict, choice:
     }
 
 
-def first_runs(params: Params, direction: str) -> dict[str, dict]:
-    """Each distinct training of a direction, with the first configuration that reads it."""
-    found: dict[str, dict] = {}
-    for run in planned_runs(params):
-        if run["direction"] == direction:
-            found.setdefault(run["trained"], run)
-    return found
-
-
 def main(params: Params) -> int:
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its pickling advice, once per model
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per artifact copied
@@ -111,7 +102,7 @@ def main(params: Params) -> int:
     model_spec = spec(params, info, classes)
     registry = {}
     for direction in params.train.directions:
-        runs = first_runs(params, direction)
+        runs = first_configurations(planned_runs(params), direction)
         predictions, repeats, scores = {}, {}, {}
         for name in runs:
             training = files.read_json(paths.run_dir(name) / paths.TRAINING_NAME)

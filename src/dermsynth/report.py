@@ -1,7 +1,8 @@
 """Stage `report`: Markdown tables and figures that mirror the study, under reports/.
 
 Reads only what earlier stages wrote (reports/metrics.json, reports/plots/*.csv, the prepared
-table and the split table), so the report can be rebuilt in a second without training.
+table and the split table, the quality scores) and the published reader-study answers
+(`review.answers`), so the report can be rebuilt in a second without training.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import pandas as pd
 
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
+from dermsynth.review import analysis
 from dermsynth.views.figures import arms_figure, confidence, dose_figure
+from dermsynth.views.report_sections import quality_section, reader_study_section
 from dermsynth.views.report_tables import (
     arms_table,
     central_table,
@@ -118,6 +121,7 @@ def render(params: Params) -> str:
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
     chance = 1 / len(selection["conditions"])
     level = confidence(params.evaluate.z)
+    data_note = analysis.data_note(params.dataset.root, params.generate.generator)
     arms_figure(arms, chance, level)
     dose_figure(dose, chance, level)
     lines = [
@@ -221,8 +225,15 @@ def render(params: Params) -> str:
         "",
         spillover_table(spill),
         "",
+        *quality_section(paths.QUALITY_REPORTS / "quality.json"),
+        *reader_study_section(Path(params.review.answers), curated_files(), params.evaluate.z, data_note),
     ]
     return "\n".join(lines)
+
+
+def curated_files() -> set[str]:
+    """The candidates curation kept, to set the readers' verdicts against."""
+    return set(pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)["file"])
 
 
 def main(params: Params) -> None:

@@ -5,6 +5,7 @@
     dermsynth review readers           list the readers and their links
     dermsynth review serve             the web app on review.host:review.port (127.0.0.1 by default)
     dermsynth review report            the analysis: reports/review/report.{json,md}, and an MLflow run
+    dermsynth review publish           the answers -> review.answers (versioned), read by the `report` stage
     dermsynth review export            reader-based curation decisions -> curate.decisions (for curate.mode: human)
 
 Reads the pipeline's outputs (splits, generated candidates, curated manifest) but is not a
@@ -51,11 +52,7 @@ def report(params: Params) -> int:
     if answers.empty:
         raise DermsynthError(f"{params.review.db} holds no answers yet")
     result = analysis.analyse(answers, kept_candidates(), params.evaluate.z)
-    result["data"] = (
-        "the embedded dataset's simulated images stand for the real ones: these are not photographs of patients"
-        if params.dataset.root == str(paths.EMBEDDED)
-        else f"real images from {params.dataset.root}; synthetic candidates from {params.generate.generator}"
-    )
+    result["data"] = analysis.data_note(params.dataset.root, params.generate.generator)
     out = paths.REPORTS / "review"
     files.write_json(out / "report.json", result)
     files.write_text(out / "report.md", analysis.markdown(result))
@@ -85,6 +82,18 @@ def log_to_mlflow(result: dict, folder: Path) -> None:
     with mlflow.start_run(experiment_id=experiment, run_name="reader-study", tags=tags):
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN (e.g. kappa of one reader) left out
         mlflow.log_artifacts(str(folder), artifact_path="review")
+
+
+def publish(params: Params) -> int:
+    """The answers, without notes (free text) or tokens, to the versioned CSV the study report reads."""
+    answers = store.answers(Path(params.review.db))
+    if answers.empty:
+        raise DermsynthError(f"{params.review.db} holds no answers yet")
+    target = Path(params.review.answers)
+    files.write_csv(target, answers[list(analysis.PUBLISHED)])
+    print(f"review: {len(answers)} answers of {answers['reader'].nunique()} readers -> {target} "
+          "(commit it; `dvc repro report` adds the reader study to reports/report.md)")  # fmt: skip
+    return 0
 
 
 def export(params: Params) -> int:
@@ -140,4 +149,4 @@ def main(params: Params, args: argparse.Namespace) -> int:
         for name, token in store.readers(Path(params.review.db)):
             print(f"{name}\t{link(params, token)}")
         return 0
-    return {"serve": serve, "report": report, "export": export}[args.verb](params)
+    return {"serve": serve, "report": report, "publish": publish, "export": export}[args.verb](params)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dermsynth.analysis.grid import planned_runs, test_metrics
+from dermsynth.analysis.grid import first_configurations, planned_runs, test_metrics
 from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params, read_yaml
@@ -246,9 +246,7 @@ def registry_view(client: object, runs: list[dict], run_ids: dict[str, str]) -> 
     """Register each training's packaged model once (in its first configuration's run), then set the aliases."""
     from dermsynth.serving import registry
 
-    first: dict[str, dict] = {}
-    for run in runs:
-        first.setdefault(run["trained"], run)
+    first = first_configurations(runs)
     lines = []
     for direction, entry in registry.decision().items():
         name = entry["registered_name"]

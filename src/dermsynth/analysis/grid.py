@@ -66,6 +66,19 @@ def trainings(params: Params) -> list[str]:
     return list(dict.fromkeys(run["trained"] for run in planned_runs(params)))
 
 
+def first_configurations(runs: list[dict], direction: str | None = None) -> dict[str, dict]:
+    """Each distinct training (of one direction, or all), with the first configuration that reads it.
+
+    A training read by several configurations (`fitz_only` by each condition's table, the
+    whole-set dose by the `synthetic_and_seed` arm) is packaged and registered once, from this one.
+    """
+    found: dict[str, dict] = {}
+    for run in runs:
+        if direction is None or run["direction"] == direction:
+            found.setdefault(run["trained"], run)
+    return found
+
+
 def arm_of(run: dict) -> str:
     """The arm as the tables name it: the arm, or dose<N> for a dose level."""
     return run["arm"] if run["dose"] is None else f"dose{run['dose']}"

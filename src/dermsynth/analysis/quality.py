@@ -56,3 +56,25 @@ def diversity(features: np.ndarray) -> float:
         return float("nan")
     d = cosine_distance(features, features)
     return float(d[np.triu_indices(len(features), 1)].mean())
+
+
+def markdown(result: dict) -> str:
+    """reports/quality/quality.md: one row per (generator, condition, FST group) cell of stage `quality`."""
+    lines = [
+        "# Synthetic-image quality per skin type",
+        "",
+        f"Features: {result['features']}. KID: mean over {result['kid_subsets']} subsets (SE), 0 = the same "
+        "distribution (its scale follows the features': small for a random backbone's fc6); "
+        "in band: share of candidates whose skin ITA lies in the requested FST group's band; "
+        "diversity: mean pairwise cosine distance among a seed's candidates; to seed: mean distance to the seed.",
+        "",
+        "| generator | condition | FST | synthetic | real | KID (SE) | in band | diversity | to seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in result["cells"]:
+        lines.append(
+            f"| {c['generator']} | {c['condition']} | {c['group']} | {c['n_synthetic']} | {c['n_real']} | "
+            f"{c['kid']:.3g} ({c['kid_se']:.2g}) | {c['in_band']:.2f} | {c['seed_diversity']:.4f} | "
+            f"{c['distance_to_seed']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -213,6 +213,7 @@ class Review:
     port: int
     min_answers: int  # answers a candidate needs before `review export` decides for it
     min_judged_real: float  # share of readers calling a candidate real, for it to be kept
+    answers: str  # `review publish` writes the answers here (versioned); the `report` stage reads them
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.stats import wilson
+from dermsynth.core import paths
 
 
 def cell(hits: pd.Series, z: float) -> dict[str, float]:
@@ -70,6 +71,10 @@ def curation_link(answers: pd.DataFrame, kept: set[str]) -> dict:
     }
 
 
+PUBLISHED = ("reader", "item", "key", "kind", "label", "fst_group", "judged_real", "confidence", "condition",
+             "answered_at")  # fmt: skip  # the columns of review.answers: all but the readers' free-text notes
+
+
 def analyse(answers: pd.DataFrame, kept: set[str] | None, z: float) -> dict:
     """The study's numbers from its answers (review/store.answers)."""
     answers = answers.assign(
@@ -93,6 +98,13 @@ def analyse(answers: pd.DataFrame, kept: set[str] | None, z: float) -> dict:
         "diagnosis": {"real": cell(real["diagnosed"], z), "synthetic": cell(synth["diagnosed"], z)},
         "curation": curation_link(answers, kept) if kept is not None else None,
     }
+
+
+def data_note(dataset_root: str, generator: str) -> str:
+    """What the readers looked at, for the report's first line."""
+    if dataset_root == str(paths.EMBEDDED):
+        return "the embedded dataset's simulated images stand for the real ones: these are not photographs of patients"
+    return f"real images from {dataset_root}; synthetic candidates from {generator}"
 
 
 def fmt(c: dict) -> str:
