@@ -88,6 +88,7 @@ def project_copy(root: Path, with_annotations: bool = True) -> Path:
         (root / "annotations").mkdir()
         (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
         (root / "annotations" / "seeds.csv").write_text(",".join(SEED_COLUMNS) + "\n")
+        shutil.copyfile(REPO / "annotations" / "review_answers.csv", root / "annotations" / "review_answers.csv")
     return root
 
 
