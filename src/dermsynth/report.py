@@ -226,14 +226,9 @@ def render(params: Params) -> str:
         spillover_table(spill),
         "",
         *quality_section(paths.QUALITY_REPORTS / "quality.json"),
-        *reader_study_section(Path(params.review.answers), curated_files(), params.evaluate.z, data_note),
+        *reader_study_section(Path(params.review.answers), analysis.kept_candidates(), params.evaluate.z, data_note),
     ]
     return "\n".join(lines)
-
-
-def curated_files() -> set[str]:
-    """The candidates curation kept, to set the readers' verdicts against."""
-    return set(pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)["file"])
 
 
 def main(params: Params) -> None:

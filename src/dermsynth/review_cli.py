@@ -41,17 +41,11 @@ def plan_study(params: Params) -> int:
     return 0
 
 
-def kept_candidates() -> set[str] | None:
-    """The candidates curation kept (build/curated/manifest.csv), when curation has run."""
-    manifest = paths.CURATED / paths.MANIFEST_NAME
-    return set(pd.read_csv(manifest, dtype=str)["file"]) if manifest.exists() else None
-
-
 def report(params: Params) -> int:
     answers = store.answers(Path(params.review.db))
     if answers.empty:
         raise DermsynthError(f"{params.review.db} holds no answers yet")
-    result = analysis.analyse(answers, kept_candidates(), params.evaluate.z)
+    result = analysis.analyse(answers, analysis.kept_candidates(), params.evaluate.z)
     result["data"] = analysis.data_note(params.dataset.root, params.generate.generator)
     out = paths.REPORTS / "review"
     files.write_json(out / "report.json", result)

@@ -100,6 +100,12 @@ def analyse(answers: pd.DataFrame, kept: set[str] | None, z: float) -> dict:
     }
 
 
+def kept_candidates() -> set[str] | None:
+    """The candidates curation kept (build/curated/manifest.csv), when curation has run."""
+    manifest = paths.CURATED / paths.MANIFEST_NAME
+    return set(pd.read_csv(manifest, dtype=str)["file"]) if manifest.exists() else None
+
+
 def data_note(dataset_root: str, generator: str) -> str:
     """What the readers looked at, for the report's first line."""
     if dataset_root == str(paths.EMBEDDED):
