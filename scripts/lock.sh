@@ -25,6 +25,9 @@ uv=("$VENV/bin/uv" pip compile --quiet --generate-hashes --python-version 3.11 -
 
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+# uv keeps the pins of an existing output file where they still satisfy pyproject.toml: a new dependency
+# re-locks that dependency, not the whole tree (UV_LOCK_ARGS=--upgrade re-resolves everything)
+[[ -f "$LOCK" ]] && grep -v '^# pyproject-dependencies-sha256' "$LOCK" > "$tmp"
 "${uv[@]}" "${uv_args[@]}" --extra dev --extra diffusers pyproject.toml -o "$tmp"
 # the digest of pyproject's dependency lists: tests/test_lock.py fails once they change without a `make lock`
 { echo "# pyproject-dependencies-sha256: $("$VENV/bin/python" scripts/check_lock.py --digest)"; cat "$tmp"; } > "$LOCK"
