@@ -41,7 +41,8 @@ def test_gate_fails_when_balanced_accuracy_regresses_even_if_condition_accuracy_
     assert "balanced accuracy missing" in gate.compare(base, fresh, 0.05)[0]
 
 
-def test_update_keeps_the_gated_values_and_n(tmp_path, params):
+def test_update_keeps_the_gated_values_and_n(workdir, params):
+    tmp_path = workdir  # a project of the test's own: no build/features/info.json, whatever the checkout holds
     fresh = tmp_path / "fresh.json"
     cell = {"acc": 0.5, "bal_acc": 0.4, "n": 40, "d_share": 0.1, "wilson_low": 0.3}
     fresh.write_text(json.dumps({"arms": {"k": cell}, "dose": {}, "spillover": {}}))
@@ -49,7 +50,7 @@ def test_update_keeps_the_gated_values_and_n(tmp_path, params):
     assert json.loads((tmp_path / "base.json").read_text()) == {
         "arms": {"k": {"acc": 0.5, "bal_acc": 0.4, "n": 40}},
         "dose": {},
-        "made_on": {"device": "unknown", "precision": "unknown"},  # no build/features/info.json here
+        "made_on": {"device": "unknown", "precision": "unknown"},  # no build/features/info.json in workdir
     }
 
 
