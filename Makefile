@@ -38,8 +38,10 @@ install: $(VENV)/.installed ## create .venv and install the locked environment (
 lock: $(VENV)/bin/uv ## re-resolve requirements/lock.txt from pyproject.toml (after editing its dependencies)
 	VENV=$(VENV) LOCK=$(LOCK) UV_LOCK_ARGS='$(UV_LOCK_ARGS)' scripts/lock.sh
 
+# dvc repro never drops the dvc.lock entry of a stage dvc.yaml no longer defines: scripts/prune_lock.py does
 repro: install ## run the whole study on the default (embedded) dataset: dvc repro
 	dvc repro
+	python scripts/prune_lock.py
 
 repro-real: install ## the study on the real Fitzpatrick 17k in data/: dvc exp run with configs/real-data.yaml
 	dvc exp run $$(dermsynth overrides configs/real-data.yaml)
