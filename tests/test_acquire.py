@@ -492,3 +492,35 @@ def test_data_download_command(server: Server, workdir: Path, capsys: pytest.Cap
     assert server.hits()["/c.jpg"] == 0  # acne is not one of the study's conditions
     report = pd.read_csv(workdir / "reports" / "data" / "availability.csv")
     assert sorted(report["status"]) == ["http_404", "ok"]
+
+
+def test_file_errors_become_a_row_status_and_bugs_surface(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that refuses a write is the row's `error`; a bad URL is `bad_url`; our own bug is not hidden as a row."""
+    url = server.route("/full.jpg", Reply(body=jpeg(50)))
+    good, ipv6 = fake_md5("full"), fake_md5("ipv6")
+    meta = metadata([(good, "psoriasis", 1, url), (ipv6, "psoriasis", 1, "http://[::1/broken.jpg")])
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "write_bytes", disk_full)
+    result = acquire.download(meta, tmp_path / "images", tmp_path / "reports", **FAST)
+    assert status_of(result) == {good: "error", ipv6: "bad_url"}
+    detail = dict(zip(result["md5hash"], result["detail"], strict=True))
+    assert detail[good].startswith(f"{good}: {url}: OSError")
+    assert "No space left on device" in detail[good]
+    assert "Invalid IPv6 URL" in detail[ipv6]
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug in our code")
+
+    monkeypatch.setattr(acquire, "_keep", bug)
+    with pytest.raises(KeyError, match="a bug in our code"):
+        acquire.download(meta.iloc[:1], tmp_path / "images2", tmp_path / "reports2", **FAST)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / f"{good}.jpg").write_bytes(jpeg(51))
+    with pytest.raises(KeyError, match="a bug in our code"):
+        acquire.import_images(source, meta, tmp_path / "images3", tmp_path / "reports3", progress=False)

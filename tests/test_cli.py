@@ -37,6 +37,15 @@ def test_tune_without_features_is_a_clear_error(workdir):
     assert "Traceback" not in done.stderr
 
 
+def test_track_before_any_repro_names_what_is_missing_in_one_line(workdir):
+    done = subprocess.run([sys.executable, "-m", "dermsynth", "track"], cwd=workdir, capture_output=True, text=True)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("dermsynth track: error: track reads build/prepared/metadata.csv, build/splits/splits.csv")
+    assert "build/features/info.json" in line
+    assert line.endswith("run `dvc repro` (or `make pull`)")
+
+
 def test_missing_metadata_is_a_clear_error_not_a_traceback(workdir):
     done = subprocess.run(
         [sys.executable, "-m", "dermsynth", "prepare"], cwd=workdir, capture_output=True, text=True, check=False

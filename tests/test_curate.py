@@ -3,10 +3,12 @@
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 
 import pandas as pd
 import pytest
+import yaml
 
 from dermsynth import curate, generate, quality
 from dermsynth.core import files, paths
@@ -49,17 +51,32 @@ def test_human_mode_refuses_until_every_candidate_has_a_decision(generated, work
     params = generated
     reviewed = replace(params.curate, keep=2, mode="human", decisions=str(workdir / "decisions.csv"))
     human = replace(params, curate=reviewed)
-    assert curate.main(human) == 1
+    with pytest.raises(curate.CurationPending, match="have no decision in"):
+        curate.main(human)
     template = pd.read_csv(paths.CURATION_REPORTS / "decisions_template.csv", dtype=str, keep_default_na=False)
     assert set(template["decision"]) == {""}
     template["decision"] = ["accept" if i % 3 == 0 else "reject" for i in range(len(template))]
     template.iloc[:-1].to_csv(workdir / "decisions.csv", index=False)
-    assert curate.main(human) == 1  # one still missing
+    with pytest.raises(curate.CurationPending, match="1 candidates have no decision"):
+        curate.main(human)  # one still missing
     template.to_csv(workdir / "decisions.csv", index=False)
     assert curate.main(human) == 0
     kept = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME)
     assert set(kept["file"]) == set(template.loc[template["decision"] == "accept", "file"])
     assert set(kept["decision"]) == {"reviewer: accept"}
+
+
+def test_pending_decisions_are_one_line_naming_the_files_to_fill(generated, workdir, raw_params):
+    """`dermsynth curate` in human mode without decisions: exit 1, one line, the sheet and template named."""
+    raw_params["curate"].update(mode="human", decisions="decisions.csv")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    done = subprocess.run([sys.executable, "-m", "dermsynth", "curate"], cwd=workdir, capture_output=True, text=True)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("dermsynth curate: error: ")
+    assert "have no decision in decisions.csv" in line
+    assert "contact_sheet.html" in line
+    assert "decisions_template.csv" in line
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")

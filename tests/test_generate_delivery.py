@@ -108,6 +108,42 @@ def test_two_errors_of_sixteen_stop_the_run_naming_both_kinds_and_the_log(projec
     assert not (project / "build/generated/manifest.csv").exists()
 
 
+def test_a_run_of_malformed_answers_stops_like_a_fatal_error(project, server):
+    """A 200 whose body is no images response is billed: after 3 in a row the other 13 requests are not sent."""
+    server.default = Action(body=b"<html>captive portal</html>", content_type="text/html")
+    rc, out = generate(project, server)
+    assert rc == 1
+    assert len(server.calls) == 3
+    (line,) = [x for x in out.splitlines() if x.startswith("dermsynth generate: error:")]
+    assert "3 malformed answers in a row, the last: malformed response: body is not a JSON images response" in line
+    assert "captive portal" in line  # what was returned
+    assert "generate.openai.base_url" in line
+    assert "13 more requests were not sent" in line
+    log = pd.read_csv(project / "build/generated/requests.csv")
+    assert log["status"].value_counts().to_dict() == {"not_sent": 13, "error": 2, "fatal_error": 1}
+
+
+def test_refusals_are_not_retried_and_the_message_says_how_to_ask_again(project, server):
+    server.default = error(400, "moderation_blocked", "Your request was rejected by the safety system")
+    cache = {"cache": ".cache/refused"}
+    rc, out = generate(project, server, openai=cache)
+    assert (rc, len(server.calls)) == (1, 16)
+    rc, out = generate(project, server, openai=cache)  # remembered: nothing is asked, nothing paid
+    assert (rc, len(server.calls)) == (1, 16)
+    (line,) = [x for x in out.splitlines() if x.startswith("dermsynth generate: error:")]
+    assert "moderation refusal: 16" in line
+    assert "never retried" in line
+    assert "`dermsynth cache forget-refusals`" in line
+    assert "re-run to retry" not in line  # a re-run would do nothing
+    done = subprocess.run(["dermsynth", "cache", "forget-refusals"], cwd=project, env=tool_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0
+    assert "cache forget-refusals (openai): 16 refusals forgotten" in done.stdout
+    server.default = Action()
+    rc, out = generate(project, server, openai=cache)
+    assert (rc, len(server.calls)) == (0, 32)  # asked again, and answered this time
+
+
 @pytest.mark.slow  # curate, features and two trainings as the CLI runs them
 def test_allow_partial_goes_on_and_curate_and_train_report_the_shortfall(project, server):
     two_errors(server)

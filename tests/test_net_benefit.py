@@ -133,8 +133,13 @@ def test_paired_bootstrap_known_difference_and_p():
 
 
 def test_paired_bootstrap_refuses_unpaired_arms():
-    with pytest.raises(ValueError, match="different images"):
+    """A user error (stale predictions), so the CLI's one error type, in one line with the next step."""
+    from dermsynth.core.errors import DermsynthError
+
+    with pytest.raises(DermsynthError, match="different images") as caught:
         paired_balanced_accuracy(table(FITZ_ONLY), table(FITZ_ONLY).assign(md5hash=lambda f: f["md5hash"] + "x"), 1.96)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).endswith("re-run `dvc repro` so that every training reads the current build/splits")
 
 
 def test_bootstrap_p_and_interval_known_values():

@@ -247,6 +247,23 @@ def test_cache_ignores_incomplete_or_corrupt_entries(tmp_path: Path) -> None:
     assert cache.keys() == ["a" * 64]
 
 
+def test_a_damaged_cached_image_is_named_before_it_is_paid_for_again(
+    server: FakeOpenAI, client, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    [first], _ = run([request()], client, tmp_path)
+    cache = ob.ImageCache(tmp_path / "cache")
+    png = cache.png_path(first.key)
+    png.write_bytes(png.read_bytes()[:40])  # truncated on disk after it was stored
+    with caplog.at_level(logging.WARNING, logger="dermsynth.openai"):
+        [again], _ = run([request()], client, tmp_path)
+    assert (again.status, again.from_cache, len(server.calls)) == ("ok", False, 2)
+    (warning,) = [r.getMessage() for r in caplog.records if "cached image" in r.getMessage()]
+    assert str(png) in warning
+    assert "sha256 differs" in warning
+    assert "requested (and paid for) again" in warning
+    assert cache.inspect(first.key) == (cache.get(first.key), "")  # stored afresh
+
+
 def test_a_second_run_on_the_same_cache_is_refused(server: FakeOpenAI, client, tmp_path: Path) -> None:
     with ob.ImageCache(tmp_path / "cache").lock(), pytest.raises(DermsynthError, match="another run"):
         run([request()], client, tmp_path)

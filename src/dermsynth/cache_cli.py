@@ -1,5 +1,7 @@
 """`dermsynth cache import`: refill the generators' content caches from a pulled build/generated.
 
+(`dermsynth cache forget-refusals` deletes the remembered refusals, which no run retries otherwise.)
+
 Paid (or slow) images live in a content-addressed cache outside DVC (`.cache/openai-images`,
 `.cache/diffusers-images`) so that a re-run, a queued experiment or a run after a kill never
 makes an image twice. A teammate who clones the repository and runs `dvc pull` receives
@@ -93,7 +95,23 @@ def import_generated(params: Params, folder: Path = paths.GENERATED) -> str:
     return "\n".join(lines) or f"cache import: {folder} holds no images"
 
 
+def forget_refusals(params: Params) -> str:
+    """Delete the remembered refusals of every generator's cache, so that the next `generate` asks again."""
+    lines = []
+    for generator in ("openai", "diffusers"):
+        folder = cache_folder(params, generator)
+        if folder is None or not folder.is_dir():
+            continue
+        cache = ImageCache(folder)
+        with cache.lock():
+            forgotten = cache.forget_refusals()
+        lines.append(f"cache forget-refusals ({generator}): {forgotten} refusals forgotten in {folder}")
+    return "\n".join(lines) or "cache forget-refusals: no generator cache exists yet; nothing to forget"
+
+
 def main(params: Params, verb: str) -> int:
     if verb == "import":
         print(import_generated(params))
+    elif verb == "forget-refusals":
+        print(forget_refusals(params))
     return 0

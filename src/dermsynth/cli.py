@@ -97,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="After `dvc pull`, file every image and refusal of build/generated under its request key in "
         "the generator's content cache, so a later change that re-runs `generate` pays for nothing already made.",
     )
-    cache.add_argument("verb", choices=["import"], help="import: refill the cache from build/generated")
+    cache.add_argument(
+        "verb",
+        choices=["import", "forget-refusals"],
+        help="import: refill the cache from build/generated; forget-refusals: let the next run ask again "
+        "for the requests a moderation or safety check refused (they are never retried otherwise)",
+    )
     train = sub.add_parser(
         "train",
         help="train one head (one arm or dose of the study)",

@@ -35,6 +35,7 @@ from PIL import Image
 from dermsynth.checks.suites import ValidationFailed, check_synthetic, screen_near_duplicates
 from dermsynth.core import files, paths
 from dermsynth.core.config import Curate, Params
+from dermsynth.core.errors import DermsynthError
 from dermsynth.imaging import contact_sheet
 
 
@@ -168,8 +169,8 @@ def apply_decisions(ranked: pd.DataFrame, cfg: Curate) -> pd.DataFrame:
     return reviewed
 
 
-class CurationPending(RuntimeError):
-    """Human mode with decisions missing."""
+class CurationPending(DermsynthError):
+    """Human mode with decisions missing: the CLI prints the files to review and fill, in one line."""
 
 
 def shortfall(curated: pd.DataFrame, seeds: pd.DataFrame, conditions: list[str], keep: int) -> list[str]:
@@ -222,7 +223,7 @@ def main(params: Params) -> int:
             scored = apply_decisions(scored, cfg)
         curated = scored[scored["selected"]].drop(columns=["selected"])
         check_synthetic(curated, splits, seeds, params)
-    except (ValidationFailed, CurationPending) as err:
+    except ValidationFailed as err:  # a report of several lines; CurationPending reaches the CLI
         print(f"curate: FAILED\n{err}")
         return 1
     write_outputs(scored, curated, params)

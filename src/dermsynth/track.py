@@ -265,6 +265,7 @@ def registry_view(client: object, runs: list[dict], run_ids: dict[str, str]) -> 
                 "served_repeat": str(entry["served_repeats"][trained]),
                 "worst_val_stratum": f"{verdicts[trained]['worst_stratum']:.4f}",
                 "eligible": str(verdicts[trained]["eligible"]).lower(),
+                "git_commit": tracking.git_commit(),
             }
             versions[trained] = registry.version_of(client, name, run_id) or registry.add_version(
                 client, name, run_id, trained, tags
@@ -281,6 +282,10 @@ def registry_view(client: object, runs: list[dict], run_ids: dict[str, str]) -> 
 def main(params: Params) -> int:
     import mlflow
 
+    files.require("track", paths.PREPARED_TABLE, paths.SPLITS_TABLE, paths.CURATED / paths.MANIFEST_NAME,
+                  paths.FEATURES / "info.json", paths.REGISTRY, paths.REGISTRY_DECISION,
+                  *(paths.run_dir(r["name"]) for r in planned_runs(params)),
+                  hint="track logs the pipeline's outputs to MLflow; run `dvc repro` (or `make pull`)")  # fmt: skip
     experiment = tracking.setup()
     flat = flatten(read_yaml(paths.root() / "params.yaml"))
     runs = planned_runs(params)

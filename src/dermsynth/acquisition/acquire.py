@@ -186,7 +186,10 @@ def _download_row(md5hash: str, url: str, images: Path, opts: _Options) -> Outco
         return skipped
     if not url:
         return Outcome("no_url", f"{md5hash}: no url in the metadata")
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as err:  # e.g. "Invalid IPv6 URL"
+        return Outcome("bad_url", f"{md5hash}: {url}: {err}")
     if scheme not in HTTP_SCHEMES:
         return Outcome("bad_scheme", f"{md5hash}: {url}: scheme {scheme!r} is not http or https")
     reply, attempts = fetch(url, opts.timeout, opts.max_bytes, opts.retries, opts.backoff)
@@ -201,10 +204,14 @@ def _download_row(md5hash: str, url: str, images: Path, opts: _Options) -> Outco
 
 
 def _safe_download_row(md5hash: str, url: str, images: Path, opts: _Options) -> Outcome:
-    """One bad row must never end the run: anything unexpected becomes status ``error``."""
+    """A file that cannot be read or written (permissions, a full disk) becomes status ``error`` for its row.
+
+    Network failures and bad input are statuses already (http_get, the checks above); anything
+    else is a bug in this code and surfaces with its traceback instead of hiding as a row.
+    """
     try:
         return _download_row(md5hash, url, images, opts)
-    except Exception as err:
+    except OSError as err:
         return Outcome("error", f"{md5hash}: {url}: {type(err).__name__}: {err}")
 
 
@@ -324,9 +331,10 @@ def _import_member(member: _Member, known: dict[str, str], images: Path, verify_
 
 
 def _safe_import_member(member: _Member, known: dict[str, str], images: Path, verify_md5: bool) -> tuple[str, Outcome]:
+    """A file that cannot be read or written becomes status ``error`` for its member; a bug surfaces."""
     try:
         return _import_member(member, known, images, verify_md5)
-    except Exception as err:
+    except OSError as err:
         return "", Outcome("error", f"{member.name}: {type(err).__name__}: {err}")
 
 

@@ -68,6 +68,8 @@ def _request(url: str, timeout: float, max_bytes: int) -> Reply:
     try:
         with opener.open(request, timeout=timeout) as response:
             return _read_body(response, max_bytes)
+    except http.client.InvalidURL as err:  # control characters, a bad port: the row's URL, not the network
+        return Reply("bad_url", str(err))
     except urllib.error.HTTPError as err:
         retry_after = _retry_after(err.headers)
         err.close()

@@ -43,7 +43,19 @@ from dermsynth.analysis.stats import (
 )
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
+from dermsynth.core.errors import DermsynthError
 from dermsynth.core.study import DIRECTIONS, load_conditions, slug
+
+
+class UnpairedPredictions(DermsynthError, ValueError):
+    """Two runs compared image by image were scored on different images: outputs of different splits."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} were scored on different images (predictions.csv of other splits or datasets); re-run "
+            "`dvc repro` so that every training reads the current build/splits"
+        )
+
 
 FAIRNESS_KEYS = ("acc_gap", "acc_ratio", "worst_group_acc", "pqd", "dpm", "eom", "ece")
 
@@ -76,7 +88,7 @@ def paired_tests(params: Params) -> pd.DataFrame:
                 for group in DIRECTIONS[direction].test_groups:
                     a, b_ = majority(base, group, label), majority(other, group, label)
                     if not a.index.equals(b_.index):
-                        raise ValueError(f"{direction}/{condition}/{group}: {arm} and fitz_only saw other images")
+                        raise UnpairedPredictions(f"{direction}/{condition}/{group}: {arm} and fitz_only")
                     b, c = paired_counts(a.to_numpy(), b_.to_numpy())
                     rows.append(
                         {
@@ -107,7 +119,7 @@ def paired_balanced_accuracy(
     truth, counts_ref = prediction_counts(reference, classes)
     truth_arm, counts_arm = prediction_counts(arm, classes)
     if sorted(set(reference["md5hash"])) != sorted(set(arm["md5hash"])) or not (truth == truth_arm).all():
-        raise ValueError("paired bootstrap: the two arms were scored on different images")
+        raise UnpairedPredictions("paired bootstrap of balanced accuracy: the two arms")
     ones = np.ones((1, len(truth)))
     weights = bootstrap_weights(len(truth), draws, seed)
     point = class_scores(truth, counts_arm, ones)["bal_acc"] - class_scores(truth, counts_ref, ones)["bal_acc"]
@@ -136,7 +148,7 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
             for group in DIRECTIONS[direction].test_groups:
                 a, b_ = majority(seed, group, label), majority(synth, group, label)
                 if not a.index.equals(b_.index):
-                    raise ValueError(f"{direction}/{condition}/{group}: seed and synthetic_and_seed saw other images")
+                    raise UnpairedPredictions(f"{direction}/{condition}/{group}: seed and synthetic_and_seed")
                 b, c = paired_counts(a.to_numpy(), b_.to_numpy())
                 in_group = [p[(p["split"] == "test") & (p["group"] == group)] for p in (seed, synth)]
                 rows.append(

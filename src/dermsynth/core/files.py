@@ -24,6 +24,17 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def require(reader: str, *inputs: Path, hint: str = "run `dvc repro` first") -> None:
+    """One DermsynthError naming every input of ``reader`` that is absent, with the step that makes them.
+
+    A command run before the pipeline that writes its inputs must say so, not end in a
+    FileNotFoundError from deep inside pandas or json.
+    """
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing:
+        raise DermsynthError(f"{reader} reads {', '.join(missing)}, which do not exist yet: {hint}")
+
+
 class BadImageError(DermsynthError, ValueError):
     """An image file is missing, truncated or not an image."""
 

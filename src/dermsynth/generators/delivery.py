@@ -28,6 +28,11 @@ CAUSES = {  # status -> how the summary names it
     NOT_SENT: "not sent",
 }
 RETRY_HINT = "re-run to retry what failed (stored images are not paid or made again)"
+REFUSAL_HINT = (
+    "refusals are remembered and never retried, so a re-run asks nothing for them: "
+    "`dermsynth cache forget-refusals` makes the next run ask again (each request paid), "
+    "or change the seed's prompt (noun, body part in generate.annotations)"
+)
 
 
 class ShortDelivery(DermsynthError):
@@ -66,6 +71,15 @@ def fatal_message(log: pd.DataFrame, log_path: Path) -> str | None:
     )
 
 
+def next_step(log: pd.DataFrame) -> str:
+    """How to get the missing images: a re-run for errors and the budget; for refusals, re-running does nothing."""
+    missed = log.loc[log["status"] != OK, "status"]
+    refused = missed.isin(REFUSALS)
+    if refused.all():
+        return REFUSAL_HINT
+    return RETRY_HINT + ("; " + REFUSAL_HINT if refused.any() else "")
+
+
 def check(planned: int, log: pd.DataFrame, allow_partial: bool, log_path: Path) -> str:
     """The summary line of a run that delivered enough; ShortDelivery (or the fatal error) otherwise."""
     kept = int((log["status"] == OK).sum()) if len(log) else 0
@@ -77,11 +91,12 @@ def check(planned: int, log: pd.DataFrame, allow_partial: bool, log_path: Path) 
     if kept == planned:
         return f"generate: {kept} of {planned} planned images stored"
     summary = f"{kept} of {planned} planned images stored; " + "; ".join(causes(log)) + f"; log: {log_path}"
+    retry = next_step(log)
     if kept == 0:
-        raise ShortDelivery(f"generate: nothing to curate, {summary}. Fix the cause above, then {RETRY_HINT}")
+        raise ShortDelivery(f"generate: nothing to curate, {summary}. Fix the cause above, then {retry}")
     if not allow_partial:
         raise ShortDelivery(
-            f"generate: short of the plan, {summary}. Either {RETRY_HINT}, or set generate.allow_partial: true "
+            f"generate: short of the plan, {summary}. Either {retry}, or set generate.allow_partial: true "
             "to go on with a partial set (curate and train then report what is missing)"
         )
     return f"generate: WARNING partial set accepted (generate.allow_partial): {summary}"

@@ -119,12 +119,22 @@ def _preflight(requests: Sequence[EditRequest], keys: Sequence[str]) -> None:
 
 
 def _from_cache(cache: ImageCache, key: str) -> Outcome | None:
-    if cache.get(key) is not None:
+    stored, damage = cache.inspect(key)
+    if stored is not None:
         return Outcome(OK, key=key, from_cache=True, path=str(cache.png_path(key)), detail="cached")
+    if damage:
+        log.warning("cached image %s; it will be requested (and paid for) again", damage)
     blocked = cache.get_blocked(key)
     if blocked is not None:
         return Outcome(BLOCKED, key=key, from_cache=True, request_id=blocked.get("request_id"), detail="cached refusal")
     return None
+
+
+MALFORMED_LIMIT = 3  # answers in a row whose body is not an images response: the endpoint is not the API
+MALFORMED_HINT = (
+    "the server does not answer as the OpenAI images API (a proxy, gateway or wrong address?): "
+    "check generate.openai.base_url (null for api.openai.com)"
+)
 
 
 class _Stop:
@@ -134,6 +144,22 @@ class _Stop:
         self._lock = threading.Lock()
         self.status: str | None = None
         self.detail = ""
+        self.malformed = 0  # 2xx answers in a row whose body was no image: each one billed
+
+    def answer(self, out: Outcome) -> Outcome:
+        """Count malformed answers in a row; the MALFORMED_LIMIT-th one becomes fatal and stops the run."""
+        with self._lock:
+            if out.status == OK:
+                self.malformed = 0
+                return out
+            if out.status != ERROR or not out.detail.startswith("malformed response"):
+                return out
+            self.malformed += 1
+            if self.malformed < MALFORMED_LIMIT:
+                return out
+        detail = f"{MALFORMED_LIMIT} malformed answers in a row, the last: {out.detail}"
+        self.set(NOT_SENT, f"not sent: the run stopped at {detail}")
+        return replace(out, status=FATAL, detail=detail, hint=MALFORMED_HINT)
 
     def set(self, status: str, detail: str) -> None:
         with self._lock:
@@ -157,7 +183,7 @@ def _run_one(
     stopped = stop.outcome(key)
     if stopped is not None:
         return stopped
-    out = edit_once(client, req, timeout, retry=retry, budget=budget)
+    out = stop.answer(edit_once(client, req, timeout, retry=retry, budget=budget))
     if out.status == SKIPPED:
         stop.set(SKIPPED, f"budget reached before this request: {out.detail}")
     elif out.status == FATAL:

@@ -116,18 +116,34 @@ class ImageCache:
 
     def get(self, key: str) -> bytes | None:
         """The stored png bytes, or None if absent, incomplete, undecodable or not matching its record."""
-        record = self._read_record(self.json_path(key))
+        return self.inspect(key)[0]
+
+    def inspect(self, key: str) -> tuple[bytes | None, str]:
+        """(png bytes, "") for a good entry; (None, why) for a damaged one; (None, "") when there is none.
+
+        A damaged entry is asked for (and paid for) again, so the caller says so, naming the file.
+        """
         png_path = self.png_path(key)
-        if record is None or not png_path.exists():
-            return None
+        if not png_path.exists():
+            return None, ""
+        record = self._read_record(self.json_path(key))
+        if record is None:
+            return None, f"{png_path}: its record {self.json_path(key).name} is missing or unreadable"
         data = png_path.read_bytes()
         if record.get("png_sha256") != hashlib.sha256(data).hexdigest():
-            return None
+            return None, f"{png_path}: its sha256 differs from the one in {self.json_path(key).name}"
         try:
             decode(data)
-        except DermsynthError:
-            return None
-        return data
+        except DermsynthError as err:
+            return None, f"{png_path}: {err}"
+        return data, ""
+
+    def forget_refusals(self) -> int:
+        """Delete every remembered refusal, so that the next run asks again (and pays for what it asks)."""
+        refusals = sorted(self.folder.glob("*.blocked.json"))
+        for path in refusals:
+            path.unlink()
+        return len(refusals)
 
     def record(self, key: str) -> dict[str, Any] | None:
         return self._read_record(self.json_path(key))
