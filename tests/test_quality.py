@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from dermsynth import curate, generate, quality, validate
-from dermsynth.analysis.quality import diversity, kid, mmd2_unbiased, polynomial_kernel
+from dermsynth.analysis.quality import cosine_distance, diversity, kid, mmd2_unbiased, polynomial_kernel, significant
 from dermsynth.core import config, paths
 from dermsynth.imaging.skin import lab_from_ita, lab_to_rgb
 from dermsynth.model import embedding
@@ -62,6 +62,23 @@ def test_diversity_is_zero_for_copies_and_grows_with_spread():
     assert diversity(np.repeat(base, 4, axis=0)) == pytest.approx(0.0)
     assert diversity(np.eye(3)) == pytest.approx(1.0)  # orthogonal features: cosine distance 1
     assert np.isnan(diversity(base))
+
+
+def test_scores_keep_four_significant_digits_and_no_float32_last_bits():
+    """What reaches scores.csv, and through curate every training's deps, must not move with a BLAS's sum order."""
+    assert significant(0.011886093750001) == 0.01189
+    assert significant(123456.0) == 123500.0
+    assert significant(50) == 50
+    assert isinstance(significant(50), int)  # a count stays a count
+    assert np.isnan(significant(float("nan")))
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 4096)).astype(np.float32)
+    d = cosine_distance(a, a[::-1])
+    assert d.dtype == np.float64
+    wide = a.astype(np.float64)
+    norms = np.linalg.norm(wide, axis=1)
+    exact = 1 - (wide @ wide[::-1].T) / np.outer(norms, norms[::-1])
+    np.testing.assert_allclose(d, exact, rtol=1e-12, atol=1e-12)
 
 
 @pytest.fixture

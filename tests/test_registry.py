@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -72,6 +73,10 @@ def test_the_champion_is_registered_by_the_rule_with_its_card(study: Path):
     assert "not photographs of patients" in card["data_kind"]
     text = (study / "reports/model_cards/light_to_dark.md").read_text()
     assert champion.description == text  # the card is the version's description in the UI
+    # the commit is the version's tag, never in the card (a DVC output the next commit would otherwise stale)
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", champion.tags["git_commit"])
+    assert "git_commit" not in card["versions"]
+    assert champion.tags["git_commit"] not in text
     # and an artifact logged with the model (read from the version's source: the test process may hold a
     # tracking store opened before test_pipeline rebuilt the database, which knows none of the new runs)
     from mlflow.artifacts import download_artifacts

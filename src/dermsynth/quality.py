@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermsynth.analysis.quality import cosine_distance, diversity, kid, markdown
+from dermsynth.analysis.quality import cosine_distance, diversity, kid, markdown, significant
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import GROUPS
@@ -65,11 +65,11 @@ def candidate_scores(generated: pd.DataFrame, synth: np.ndarray, seed_feats: dic
         lo, hi = group_ita_range(GROUPS[row.seed_group])
         ita = skin_ita(files.load_array(paths.GENERATED / paths.IMAGES_NAME / row.file))
         distance = float(cosine_distance(synth[i : i + 1], seed_feats[row.seed_md5hash][None])[0, 0])
-        rows.append({"file": row.file, "distance_to_seed": round(distance, 5), "ita": round(ita, 2),
+        rows.append({"file": row.file, "distance_to_seed": significant(distance), "ita": round(ita, 2),
                      "in_band": bool(lo <= ita <= hi)})  # fmt: skip
     scores = pd.DataFrame(rows)
     spread = {s: diversity(synth[(generated["seed_md5hash"] == s).to_numpy()]) for s in generated["seed_md5hash"]}
-    return scores.assign(seed_diversity=[round(spread[s], 5) for s in generated["seed_md5hash"]])
+    return scores.assign(seed_diversity=[significant(spread[s]) for s in generated["seed_md5hash"]])
 
 
 def cells(generated: pd.DataFrame, scores: pd.DataFrame, synth: np.ndarray, real: pd.DataFrame, real_feats: np.ndarray,
@@ -84,9 +84,10 @@ def cells(generated: pd.DataFrame, scores: pd.DataFrame, synth: np.ndarray, real
         out.append(
             {
                 "generator": generator, "condition": label, "group": group, "n_synthetic": len(part),
-                "n_real": int(mask.sum()), **distance, "in_band": float(part["in_band"].mean()),
-                "seed_diversity": float(part.drop_duplicates("seed_md5hash")["seed_diversity"].mean()),
-                "distance_to_seed": float(part["distance_to_seed"].mean()),
+                "n_real": int(mask.sum()), **{k: significant(v) for k, v in distance.items()},
+                "in_band": significant(part["in_band"].mean()),
+                "seed_diversity": significant(part.drop_duplicates("seed_md5hash")["seed_diversity"].mean()),
+                "distance_to_seed": significant(part["distance_to_seed"].mean()),
             }
         )  # fmt: skip
     return out

@@ -21,7 +21,6 @@ from dermsynth.core.config import Params
 from dermsynth.core.study import load_conditions
 from dermsynth.model.trainset import training_set
 from dermsynth.serving import card, pyfunc, selection
-from dermsynth.views.tracking import git_commit
 
 
 def registered_name(params: Params, direction: str) -> str:
@@ -88,7 +87,9 @@ def facts(params: Params, run: dict, repeat: int, mix: dict, info: dict, choice:
             "generator_model": params.generate.model_name(),
         },
         "selection": {**choice, "tolerance": params.gate.tolerance, "rule": selection.RULE},
-        "versions": {"git_commit": git_commit(), "files": {str(p): card.md5(p) for p in inputs}},
+        # No git commit here: this card is a DVC output, and a commit in it would change with every commit
+        # (the next repro would rewrite it). The registered version carries the commit as a tag (track).
+        "versions": {"files": {str(p): card.md5(p) for p in inputs}},
     }
 
 

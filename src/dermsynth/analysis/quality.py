@@ -43,8 +43,27 @@ def kid(x: np.ndarray, y: np.ndarray, subset: int, subsets: int, seed: int) -> d
     return {"kid": float(values.mean()), "kid_sd": sd, "kid_se": float(sd / np.sqrt(subsets)), "kid_subset": m}
 
 
+def significant(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant digits: what the scores mean, and what a manifest may record.
+
+    The features come from bfloat16 (8 bits of mantissa); their last bits, and float sums in
+    another order, must not reach build/quality/scores.csv and from there the curated manifest
+    and every training stage's recorded deps.
+    """
+    if isinstance(value, int | np.integer):
+        return value  # a count (KID's subset size) stays one
+    if not np.isfinite(value) or value == 0:
+        return float(value)
+    return float(f"{value:.{digits}g}")
+
+
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1 - cosine similarity between the rows of a and b: (len(a), len(b))."""
+    """1 - cosine similarity between the rows of a and b: (len(a), len(b)), in float64.
+
+    float64 because BLAS kernels for float32 may sum in another order with another alignment
+    or thread count, and a distance is rounded for the manifest: it must not sit on a last bit.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return 1.0 - an @ bn.T

@@ -177,7 +177,7 @@ def markdown(card: dict) -> str:
         card["selection"]["rule"],
         "",
         "## Versions",
-        f"- git commit {card['versions']['git_commit']}",
+        "- code: the `git_commit` tag of this model's registered version in MLflow",
         *(f"- `{path}` md5 {digest}" for path, digest in card["versions"]["files"].items()),
         "",
     ]
