@@ -64,9 +64,9 @@ test-slow: install ## the end-to-end tests: real `dvc repro` runs of the shrunk 
 test-all: install ## every test, fast and slow
 	pytest -q
 
-lint: install ## ruff over src and tests
-	ruff check src tests
-	ruff format --check src tests
+lint: install ## ruff over src, tests and scripts (CI runs it first)
+	ruff check src tests scripts benchmarks
+	ruff format --check src tests scripts benchmarks
 
 gate: install ## compare reports/metrics.json with the committed baseline (exit 1 on regression)
 	dermsynth gate
