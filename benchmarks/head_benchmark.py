@@ -62,6 +62,7 @@ def study_sized_data() -> RunData:
         x_val=torch.rand(N_VAL, FC6_DIM, generator=gen),
         y_val=torch.arange(N_VAL) % CLASSES,
         fc7=nn.Linear(FC6_DIM, FC6_DIM).state_dict(),
+        input_dropout=0.5,
     )
 
 

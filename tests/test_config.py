@@ -148,7 +148,7 @@ def test_openai_block_types_and_ranges_are_checked(raw_params):
         ("train", "lr", 0, r"train\.lr must be > 0, got 0\.0"),
         ("generate", "strength", [0.9, 0.1], r"generate\.strength must be \[low, high\] within \[0, 1\]"),
         ("curate", "near_duplicate_bits", 65, r"curate\.near_duplicate_bits must be in 0\.\.64, got 65"),
-        ("features", "backbone", "resnet50", r"features\.backbone: only vgg16"),
+        ("features", "backbone", "resnet50", r"features\.backbone must be one of vgg16, efficientnet_lite0"),
     ],
 )
 def test_a_value_out_of_range_fails_on_load(raw_params, section, key, value, message):

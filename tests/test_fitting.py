@@ -29,6 +29,7 @@ def data() -> RunData:
         x_val=torch.rand(20, FC6_DIM, generator=gen),
         y_val=torch.arange(20) % CLASSES,
         fc7=nn.Linear(FC6_DIM, FC6_DIM).state_dict(),
+        input_dropout=0.5,
     )
 
 

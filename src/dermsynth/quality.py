@@ -5,7 +5,8 @@ skin tone they were asked for, so every score is broken down by the FST group of
 
 - distribution distance: KID (analysis/quality.py) between the candidates of a (condition,
   group) cell and the real images of that condition and group, on backbone features. By
-  default the project's frozen VGG16 fc6 (`features.weights`; Inception-v3 weights cannot be
+  default the study's frozen backbone (`features.backbone`: VGG16 fc6 or the Lite models' pooled
+  features; Inception-v3 weights cannot be
   downloaded here). With `quality.backbone: inception` and a state_dict file in
   `quality.inception_weights`, torchvision's Inception-v3 pool features (2,048-d), as FID/KID
   use them;
@@ -29,11 +30,11 @@ import torch
 
 from dermsynth.analysis.quality import cosine_distance, diversity, kid, markdown, significant
 from dermsynth.core import files, paths
-from dermsynth.core.config import Params
+from dermsynth.core.config import BACKBONES, Params
 from dermsynth.core.study import GROUPS
 from dermsynth.imaging.skin import group_ita_range, skin_ita
 from dermsynth.model import embedding
-from dermsynth.model.backbone import DTYPES, Fc6Extractor, load_vgg16
+from dermsynth.model.backbone import DTYPES, build_backbone, normalisation
 
 
 def extractor(params: Params) -> tuple[torch.nn.Module, Callable, str]:
@@ -53,9 +54,12 @@ def extractor(params: Params) -> tuple[torch.nn.Module, Callable, str]:
         net = embedding.prepare(net, torch.float32)
         return net, transform, f"Inception-v3 pool features (2048-d) from {cfg.inception_weights}"
     feats = params.features
-    net = embedding.prepare(Fc6Extractor(load_vgg16(feats.weights, feats.seed)), DTYPES[feats.precision])
-    what = f"VGG16 fc6 (4096-d) of the study's frozen backbone (weights {feats.weights}, {feats.precision})"
-    return net, eval_transform(feats.resize, feats.crop), what
+    frozen = build_backbone(feats.backbone, feats.weights, feats.seed, feats.crop)
+    net = embedding.prepare(frozen.extractor, DTYPES[feats.precision])
+    layer = "fc6" if feats.backbone == "vgg16" else "pooled features"
+    what = (f"{BACKBONES[feats.backbone]} {layer} ({frozen.dim}-d) of the study's frozen backbone "
+            f"(weights {feats.weights}, {feats.precision})")  # fmt: skip
+    return net, eval_transform(feats.resize, feats.crop, normalisation(feats.backbone)), what
 
 
 def candidate_scores(generated: pd.DataFrame, synth: np.ndarray, seed_feats: dict[str, np.ndarray]) -> pd.DataFrame:

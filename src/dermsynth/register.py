@@ -17,7 +17,7 @@ import pandas as pd
 
 from dermsynth.analysis.grid import first_configurations, planned_runs
 from dermsynth.core import files, paths
-from dermsynth.core.config import Params
+from dermsynth.core.config import BACKBONES, Params
 from dermsynth.core.study import load_conditions
 from dermsynth.model.trainset import training_set
 from dermsynth.serving import card, pyfunc, selection
@@ -34,10 +34,11 @@ def data_kind(params: Params, info: dict) -> str:
         if params.dataset.root == str(paths.EMBEDDED)
         else f"images from {params.dataset.root}"
     )
+    name = BACKBONES.get(info["backbone"], info["backbone"])
     if info["weights"] == "none":
-        weights = "backbone VGG16 with seeded random weights (no pretrained weights offline)"
+        weights = f"backbone {name} with seeded random weights (no pretrained weights offline)"
         return f"{data}; {weights}: not a usable classifier"
-    return f"{data}; backbone VGG16 weights {info['weights']}"
+    return f"{data}; backbone {name} weights {info['weights']}"
 
 
 def spec(params: Params, info: dict, classes: list[str]) -> dict:
@@ -80,7 +81,8 @@ def facts(params: Params, run: dict, repeat: int, mix: dict, info: dict, choice:
         },
         "data_kind": data_kind(params, info),
         "backbone": f"{info['backbone']} weights={info['weights']} precision={info['precision']} "
-        f"sha256 {info['backbone_sha256'][:16]}",
+        f"sha256 {info['backbone_sha256'][:16]}"
+        + (f", weights file sha256 {info['weights_sha256']}" if info.get("weights_sha256") else ""),
         "training_data": {
             **mix,
             "generator": params.generate.generator,

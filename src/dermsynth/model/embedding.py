@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from dermsynth.core import files
 from dermsynth.core.config import Features
+from dermsynth.model.backbone import normalisation
 from dermsynth.model.preprocess import eval_transform, train_transform
 
 
@@ -29,8 +30,9 @@ class ImageViews(Dataset):
 
     def __init__(self, items: Sequence[tuple[Path, int]], cfg: Features):
         self.items = items
-        self.eval_tf = eval_transform(cfg.resize, cfg.crop)
-        self.train_tf = train_transform(cfg.resize, cfg.crop)
+        stats = normalisation(cfg.backbone)
+        self.eval_tf = eval_transform(cfg.resize, cfg.crop, stats)
+        self.train_tf = train_transform(cfg.resize, cfg.crop, stats)
         self.seed = cfg.seed
 
     def __len__(self) -> int:

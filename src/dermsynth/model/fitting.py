@@ -64,20 +64,26 @@ class Repeat:
     noise: torch.Generator
 
 
-def frozen_parts(data: RunData, cfg: Train) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
-    """The backbone's fc7 and the input standardisation (fitted on the run's training views), shared by all repeats."""
-    fc7 = nn.Linear(FC6_DIM, FC6_DIM, device="meta").to_empty(device="cpu")  # no random init: the weights are loaded
-    fc7.load_state_dict(data.fc7)
+def frozen_parts(data: RunData, cfg: Train) -> tuple[nn.Linear | None, torch.Tensor, torch.Tensor]:
+    """The backbone's fc7 (VGG16; None for the Lite models) and the input standardisation, shared by all repeats.
+
+    The standardisation is fitted on the run's training views.
+    """
+    fc7 = None
+    if data.fc7 is not None:
+        fc7 = nn.Linear(FC6_DIM, FC6_DIM, device="meta").to_empty(device="cpu")  # no random init: weights are loaded
+        fc7.load_state_dict(data.fc7)
     if cfg.standardize:
         return fc7, *standardisation(data.x_views.flatten(0, 1))
-    return fc7, torch.zeros(FC6_DIM), torch.ones(FC6_DIM)
+    dim = data.x_views.shape[-1]
+    return fc7, torch.zeros(dim), torch.ones(dim)
 
 
 def new_repeat(data: RunData, cfg: Train, precision: str, seed: int, frozen: tuple) -> Repeat:
     """A freshly initialised head for training seed ``seed`` (initialisation, then the repeat's own streams)."""
     fc7, mean, std = frozen
     torch.manual_seed(seed)
-    model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision)
+    model = Head(fc7, cfg.hidden, len(data.classes), cfg.dropout, precision, mean.shape[0], data.input_dropout)
     model.mean.copy_(mean)
     model.std.copy_(std)
     return Repeat(model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2**31))
@@ -152,10 +158,13 @@ class Stacked(nn.Module):
         """(R, B, 4096) standardised fc6 in fc7's dtype -> dropout, fc7 (one GEMM), ReLU, dropout; per-repeat masks.
 
         The masks are 0 or 2, so scaling in bfloat16 gives the bits that scaling in float32 and
-        rounding would: the activations stay in fc7's dtype from the cache to the head.
+        rounding would: the activations stay in fc7's dtype from the cache to the head. Without
+        fc7 (the Lite models) only the input dropout applies, at the backbone's own rate.
         """
         ref = self.reference[0]
         with torch.no_grad():
+            if ref.fc7 is None:
+                return fc6 * masks(repeats, fc6.shape[1:], ref.input_dropout, self.dtype)
             x = fc6 * masks(repeats, fc6.shape[1:], 0.5, self.dtype)
             x = torch.relu(ref.fc7(x.flatten(0, 1))).view(fc6.shape)
             return x * masks(repeats, fc6.shape[1:], 0.5, self.dtype)

@@ -11,14 +11,17 @@ from torchvision import transforms as T
 
 from dermsynth.model.backbone import IMAGENET_MEAN, IMAGENET_STD
 
-
-def eval_transform(resize: int, crop: int) -> T.Compose:
-    """Resize (shorter side), CenterCrop, ImageNet normalisation: the view every scored image gets."""
-    return T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+IMAGENET: Stats = (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def train_transform(resize: int, crop: int) -> T.Compose:
-    """Groh et al.'s train transform, scaled by resize/crop."""
+def eval_transform(resize: int, crop: int, stats: Stats = IMAGENET) -> T.Compose:
+    """Resize (shorter side), CenterCrop, the backbone's normalisation (``stats``): the view every scored image gets."""
+    return T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(), T.Normalize(*stats)])
+
+
+def train_transform(resize: int, crop: int, stats: Stats = IMAGENET) -> T.Compose:
+    """Groh et al.'s train transform, scaled by resize/crop, with the backbone's normalisation (``stats``)."""
     return T.Compose(
         [
             T.RandomResizedCrop(resize, scale=(0.8, 1.0)),
@@ -27,6 +30,6 @@ def train_transform(resize: int, crop: int) -> T.Compose:
             T.RandomHorizontalFlip(),
             T.CenterCrop(crop),
             T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            T.Normalize(*stats),
         ]
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermsynth.core import paths
+from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.study import DIRECTIONS, load_conditions, slug
@@ -28,7 +28,10 @@ class FeatureStore:
         self.eval_row = {k: i for i, k in enumerate(pd.read_csv(folder / "eval_index.csv", dtype=str)["key"])}
         self.view_row = {k: i for i, k in enumerate(pd.read_csv(folder / "views_index.csv", dtype=str)["key"])}
         self.n_views = len(self.views) // max(len(self.view_row), 1)
-        self.fc7 = torch.load(folder / "fc7.pt", weights_only=True)
+        info = files.read_json(folder / "info.json")
+        fc7 = folder / "fc7.pt"  # VGG16's frozen fc7; the Lite models have no frozen layer after the cache
+        self.fc7 = torch.load(fc7, weights_only=True) if fc7.exists() else None
+        self.input_dropout = float(info.get("input_dropout", 0.5))
 
     def train_views(self, keys: list[str]) -> torch.Tensor:
         """(N, views, 4096) float32 for training images."""
@@ -127,7 +130,8 @@ class RunData:
     y: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
-    fc7: dict
+    fc7: dict | None
+    input_dropout: float
 
 
 def load_run_data(
@@ -150,4 +154,5 @@ def load_run_data(
         x_val=feats.eval_features(list(val["md5hash"])),
         y_val=torch.tensor([to_index[c] for c in val["label"]]),
         fc7=feats.fc7,
+        input_dropout=feats.input_dropout,
     )

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.files import BadImageError
 from dermsynth.model import embedding
-from dermsynth.model.backbone import DTYPES, Fc6Extractor, Head, file_digest, load_vgg16, state_digest
+from dermsynth.model.backbone import DTYPES, Head, build_backbone, file_digest, normalisation
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
 
@@ -98,8 +98,8 @@ class Chain:
         from dermsynth.model.preprocess import eval_transform
 
         self.spec = spec
-        vgg = load_vgg16(self.backbone_reference(weights), spec.seed)
-        found = state_digest(vgg)
+        frozen = build_backbone(spec.backbone, self.backbone_reference(weights), spec.seed, spec.crop)
+        found = frozen.digest
         if found != spec.backbone_sha256:
             raise BackboneMismatch(
                 f"the {spec.backbone} rebuilt from weights={spec.weights!r} seed={spec.seed} has digest "
@@ -107,16 +107,17 @@ class Chain:
                 "initialises differently, or the weights file changed)"
             )
         dtype = DTYPES[spec.precision]
-        head = Head(vgg.classifier[3], head_state["head.0.weight"].shape[0], len(spec.classes), 0.0, spec.precision)
+        hidden = head_state["head.0.weight"].shape[0]
+        head = Head(frozen.tail, hidden, len(spec.classes), 0.0, spec.precision, frozen.dim, frozen.input_dropout)
         head.load_state_dict(head_state, strict=False)
         self.head = head.eval()
-        self.extractor = embedding.prepare(Fc6Extractor(vgg), dtype)
-        self.transform = eval_transform(spec.resize, spec.crop)
+        self.extractor = embedding.prepare(frozen.extractor, dtype)
+        self.transform = eval_transform(spec.resize, spec.crop, normalisation(spec.backbone))
 
     def backbone_reference(self, override: str | None) -> str:
         """The weights to rebuild: the recorded reference, or a moved copy of its file (checked by hash)."""
         weights = override or self.spec.weights
-        if weights in ("none", "imagenet"):
+        if weights in ("none", "imagenet"):  # the Lite models' imagenet file is checked against its sha256 on load
             return weights
         if not Path(weights).is_file():
             raise BackboneMismatch(
