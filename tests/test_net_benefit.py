@@ -86,17 +86,21 @@ def cell(arm: str, preds: list[str]) -> dict:
         "bal_acc": m["bal_acc"],
         "macro_f1": m["macro_f1"],
         "share": m["share/a"],
+        "prevalence": TRUTH.count("A") / len(TRUTH),
     }
 
 
 def test_a_collapse_raises_condition_accuracy_lowers_balanced_accuracy_and_is_flagged():
-    rows = with_changes([cell("fitz_only", FITZ_ONLY), cell("seed", COLLAPSED), cell("synthetic_and_seed", FITZ_ONLY)])
+    rows = with_changes(
+        [cell("fitz_only", FITZ_ONLY), cell("seed", COLLAPSED), cell("synthetic_and_seed", FITZ_ONLY)], k=2.0
+    )
     fitz, collapsed, same = rows
     assert collapsed["d_acc"] == pytest.approx(0.5)
     assert collapsed["d_bal_acc"] == pytest.approx(5 / 12 - 7 / 12)
     assert collapsed["d_share"] == pytest.approx(0.5)
     assert collapsed["d_group_acc"] == pytest.approx(-0.1)
     assert collapsed["collapse"] is True
+    assert (collapsed["collapse_share"], collapsed["collapse_bal"]) == (True, True)  # share 0.9 > 2 x 0.4
     assert same["collapse"] is False
     assert same["d_bal_acc"] == 0
     assert fitz["collapse"] is False
@@ -104,9 +108,43 @@ def test_a_collapse_raises_condition_accuracy_lowers_balanced_accuracy_and_is_fl
 
 
 def test_no_reference_arm_gives_no_change_and_no_flag():
-    (row,) = with_changes([cell("seed", COLLAPSED)])
+    (row,) = with_changes([cell("seed", COLLAPSED)], k=3.0)
     assert math.isnan(row["d_acc"])
     assert row["collapse"] is False
+
+
+SHARE_ONLY = ["A", "A", "B", "C", "A", "A", "A", "B", "A", "A"]  # A still right on 2 of 4, but 7 of 10 called A
+BALANCE_ONLY = ["A", "A", "A", "A", "C", "C", "C", "C", "B", "B"]  # A right on 4 of 4, B and C never
+
+
+def test_each_collapse_rule_flags_on_its_own():
+    """Hand-made tables: A is 4 of 10 test images (prevalence 0.4); k = 1.5 puts the share threshold at 0.6."""
+    fitz, share, balance = with_changes(
+        [cell("fitz_only", FITZ_ONLY), cell("seed", SHARE_ONLY), cell("synthetic_and_seed", BALANCE_ONLY)], k=1.5
+    )
+    assert (share["share"], share["d_acc"]) == (pytest.approx(0.7), pytest.approx(0.0))
+    assert (share["collapse_share"], share["collapse_bal"], share["collapse"]) == (True, False, True)
+    assert (balance["share"], balance["d_acc"]) == (pytest.approx(0.4), pytest.approx(0.5))
+    assert balance["d_bal_acc"] == pytest.approx(1 / 3 - (2 / 4 + 3 / 4 + 1 / 2) / 3)
+    assert (balance["collapse_share"], balance["collapse_bal"], balance["collapse"]) == (False, True, True)
+    assert (fitz["collapse_share"], fitz["collapse"]) == (False, False)  # fitz_only's share 0.4 is the reference
+    (calm,) = with_changes([cell("seed", SHARE_ONLY)], k=2.0)  # 0.7 is not above 2 x 0.4
+    assert calm["collapse"] is False
+
+
+def test_the_report_counts_each_rule_and_calls_no_flagged_cell_a_gain():
+    from dermsynth.views.report_tables import flag_text, flagged_cells
+
+    rows = pd.DataFrame(
+        with_changes(
+            [cell("fitz_only", FITZ_ONLY), cell("seed", SHARE_ONLY), cell("synthetic_and_seed", BALANCE_ONLY)], k=1.5
+        )
+    )
+    text = "\n".join(flagged_cells(rows, 1.5))
+    assert "over 2 augmented cells: **1** flagged by prediction share (more than 1.5 x" in text
+    assert "**1** by balanced accuracy" in text
+    assert "**2 cells are flagged `collapse`: their change in condition accuracy is not a gain.**" in text
+    assert [flag_text(r) for r in rows.to_dict("records")] == ["", "collapse (share)", "collapse (balanced)"]
 
 
 # --- the paired bootstrap of balanced accuracy (synthetic_and_seed vs seed) ------------------------------------

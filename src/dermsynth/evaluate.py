@@ -10,8 +10,11 @@ reports/metrics.json: the arms table, the dose-response table and the spillover 
 which the regression gate compares with the committed baseline. Every arms and dose cell
 carries, beside the augmented condition's accuracy, the net-benefit metrics of its whole test
 group (overall and balanced accuracy, macro-F1, the share of predictions that go to the
-augmented condition) and each one's change against `fitz_only`; a cell whose condition
-accuracy rises while balanced accuracy falls is flagged as a possible collapse.
+augmented condition) and each one's change against `fitz_only`. An augmented cell is flagged
+as a collapse by either of two rules (`collapse_rules`): its group sends more than
+`evaluate.collapse_share` times the condition's prevalence of its predictions to the condition
+(`collapse_share`), or its condition accuracy rose while the group's balanced accuracy fell
+(`collapse_bal`). The flags go to the tables, the summary, reports/runs/*.json and so MLflow.
 """
 
 from __future__ import annotations
@@ -39,22 +42,40 @@ CHANGED = ("acc", "group_acc", "bal_acc", "macro_f1", "share")  # each also as d
 
 
 def group_metrics(m: dict, group: str, condition: str) -> dict:
-    """The test group's net-benefit metrics, and the share of its predictions that go to ``condition``."""
+    """The test group's net-benefit metrics, the share of its predictions going to ``condition``, its prevalence."""
     out = {column: m.get(f"test/{group}/{key}") for column, key in GROUP_KEYS.items()}
     for suffix in ("", "_low", "_high"):
         out[f"share{suffix}"] = m.get(f"test/{group}/share/{condition}{suffix}")
+    total, present = m.get(f"test/{group}/n"), m.get(f"test/{group}/{condition}/n")
+    out["prevalence"] = present / total if total and present is not None else math.nan
     return out
 
 
-def with_changes(rows: list[dict]) -> list[dict]:
-    """Each cell with d_<metric> = value minus fitz_only's (same direction, condition, group), and a collapse flag."""
+def collapse_rules(row: dict, d_acc: float, d_bal_acc: float, k: float) -> dict[str, bool]:
+    """The two collapse rules of an augmented cell (a fitz_only reference cell is never flagged).
+
+    - ``collapse_share``: the group sends more than ``k`` times the condition's prevalence among its
+      test images of its predictions to the condition: the model calls the condition for images
+      that are not it, whatever the condition's own accuracy says;
+    - ``collapse_bal``: the condition's accuracy rose while the group's balanced accuracy fell
+      against fitz_only: the gain was paid for by the other conditions.
+    """
+    if row["arm"] == "fitz_only":
+        return {"collapse_share": False, "collapse_bal": False, "collapse": False}
+    share, prevalence = row.get("share"), row.get("prevalence")
+    by_share = share is not None and not math.isnan(prevalence) and share > k * prevalence
+    by_bal = d_acc > 0 and d_bal_acc < 0  # False when either is NaN
+    return {"collapse_share": bool(by_share), "collapse_bal": bool(by_bal), "collapse": bool(by_share or by_bal)}
+
+
+def with_changes(rows: list[dict], k: float) -> list[dict]:
+    """Each cell with d_<metric> = value minus fitz_only's (same direction, condition, group), and collapse flags."""
     reference = {(r["direction"], r["condition"], r["group"]): r for r in rows if r["arm"] == "fitz_only"}
     out = []
     for row in rows:
         ref = reference.get((row["direction"], row["condition"], row["group"]))
         changes = {f"d_{k}": (row[k] - ref[k]) if ref and None not in (row[k], ref[k]) else math.nan for k in CHANGED}
-        collapse = changes["d_acc"] > 0 and changes["d_bal_acc"] < 0  # False when either is NaN
-        out.append({**row, **changes, "collapse": bool(collapse)})
+        out.append({**row, **changes, **collapse_rules(row, changes["d_acc"], changes["d_bal_acc"], k)})
     return out
 
 
@@ -64,7 +85,7 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
     labels = load_conditions()
     for run in planned_runs(params):
         m = files.read_json(paths.RUN_METRICS / f"{run['name']}.json")
-        ident = {"direction": run["direction"], "condition": run["condition"], "arm": arm_of(run)}
+        ident = {"direction": run["direction"], "condition": run["condition"], "arm": arm_of(run), "run": run["name"]}
         dose = dose_of(run)
         if dose != run["dose"]:
             print(
@@ -97,14 +118,16 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
                 )
     rows["dose"].sort(key=lambda r: (r["condition"], r["group"], r["dose"]))
     fitz = [r for r in rows["arms"] if r["arm"] == "fitz_only"]
-    rows["arms"] = with_changes(rows["arms"])
-    rows["dose"] = [r for r in with_changes(fitz + rows["dose"]) if r["arm"] != "fitz_only"]
+    k = params.evaluate.collapse_share
+    rows["arms"] = with_changes(rows["arms"], k)
+    rows["dose"] = [r for r in with_changes(fitz + rows["dose"], k) if r["arm"] != "fitz_only"]
     return rows
 
 
 TABLE_KEYS = (
     "acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "val_acc",
-    *GROUP_KEYS, "share", "share_low", "share_high", *(f"d_{k}" for k in CHANGED), "collapse",
+    *GROUP_KEYS, "share", "share_low", "share_high", "prevalence", *(f"d_{k}" for k in CHANGED),
+    "collapse", "collapse_share", "collapse_bal",
 )  # fmt: skip
 
 
@@ -177,8 +200,31 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
         block[f"{arm}/d_bal_acc"] = _plain(cell["d_bal_acc"])
     for (direction, condition), p in sorted(central_p.items()):
         out.setdefault(f"{direction}/{condition}", {})["synthetic_vs_seed/p_holm"] = _plain(p)
-    out["study"] = {"collapse_flags": float(sum(r["collapse"] for r in rows["arms"] + rows["dose"]))}
+    for (direction, condition, arm), cell in sorted(cells.items()):
+        if arm != "fitz_only":  # a flagged cell's d_acc is not a gain: say so beside it
+            out[f"{direction}/{condition}"][f"{arm}/collapse"] = float(cell["collapse"])
+    flagged = rows["arms"] + rows["dose"]
+    out["study"] = {
+        "collapse_flags": float(sum(r["collapse"] for r in flagged)),
+        "collapse_share_flags": float(sum(r["collapse_share"] for r in flagged)),
+        "collapse_bal_flags": float(sum(r["collapse_bal"] for r in flagged)),
+    }
     return out
+
+
+def flag_runs(rows: dict[str, list[dict]]) -> None:
+    """Write each cell's collapse flags into its configuration's reports/runs/<name>.json (what MLflow logs)."""
+    by_run: dict[str, dict[str, float]] = {}
+    for row in rows["arms"] + rows["dose"]:
+        if row["arm"] in ("fitz_only", "dose0"):  # dose0 is the seed arm's run, flagged under its own name
+            continue
+        flags = by_run.setdefault(row["run"], {})
+        for rule in ("collapse", "collapse_share", "collapse_bal"):
+            flags[f"test/{row['group']}/{rule}"] = float(row[rule])
+        flags[f"test/{row['group']}/prevalence"] = row["prevalence"]
+    for name, flags in by_run.items():
+        path = paths.RUN_METRICS / f"{name}.json"
+        files.write_json(path, {**files.read_json(path), **flags})
 
 
 def write_run_metrics(params: Params) -> None:
@@ -196,6 +242,7 @@ def write_run_metrics(params: Params) -> None:
 def main(params: Params) -> None:
     write_run_metrics(params)
     rows = study_rows(params)
+    flag_runs(rows)
     tests = compare.paired_tests(params)
     rows["arms"] = with_paired_tests(rows["arms"], tests)
     trends = compare.dose_trends(params)
@@ -213,5 +260,7 @@ def main(params: Params) -> None:
         f"evaluate: {len(rows['arms'])} arm cells, {len(rows['dose'])} dose cells, "
         f"{len(rows['spillover'])} spillover cells, {len(tests)} paired tests against fitz_only, "
         f"{len(central)} synthetic-vs-seed tests, {len(trends)} dose trends, "
-        f"{sum(r['collapse'] for r in rows['arms'] + rows['dose'])} cells flagged as possible collapse"
+        f"{sum(r['collapse'] for r in rows['arms'] + rows['dose'])} cells flagged as collapse "
+        f"({sum(r['collapse_share'] for r in rows['arms'] + rows['dose'])} by prediction share, "
+        f"{sum(r['collapse_bal'] for r in rows['arms'] + rows['dose'])} by balanced accuracy)"
     )

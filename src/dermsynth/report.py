@@ -178,11 +178,11 @@ def render(params: Params) -> str:
         "percentile interval from a bootstrap over images), macro-F1, and the share of the group's predictions "
         "that go to the augmented condition; in brackets the change against `fitz_only`. A model that simply "
         "predicts the augmented condition more often raises its accuracy and its share while balanced accuracy "
-        "falls.",
+        "falls: `flag` names the collapse rules a cell meets (`evaluate.collapse_share`; see below).",
         "",
         net_benefit_table(arms, chance, level),
         "",
-        *flagged_cells(pd.concat([arms, dose], ignore_index=True)),
+        *flagged_cells(pd.concat([arms, dose], ignore_index=True), params.evaluate.collapse_share),
         "## The central question: do synthetic images add anything over their seeds?",
         "",
         "`synthetic_and_seed` against `seed` (the same seeds, plus the synthetic images made from them). Left: exact "

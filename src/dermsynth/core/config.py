@@ -186,6 +186,7 @@ class Dose:
 @dataclass(frozen=True)
 class Evaluate:
     z: float
+    collapse_share: float  # flag an augmented cell whose prediction share exceeds this times the condition's prevalence
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.weight_decay", lambda v: v >= 0, ">= 0"),
     ("train.repeats", lambda v: v >= 1, "at least 1"),
     ("evaluate.z", lambda v: v > 0, "> 0"),
+    ("evaluate.collapse_share", lambda v: v > 1, "> 1"),
     ("gate.tolerance", lambda v: v >= 0, ">= 0"),
     ("tune.trials", lambda v: v >= 1, "at least 1"),
     ("tune.lr", _interval(1e-12), "[low, high] with 0 < low <= high (log scale)"),

@@ -95,7 +95,7 @@ def net_benefit_table(arms: pd.DataFrame, chance: float, level: str) -> str:
             ],
             "macro-F1": [f"{a:.3f}{signed(d)}" for a, d in zip(arms["macro_f1"], arms["d_macro_f1"], strict=True)],
             "share to condition": [f"{a:.3f}{signed(d)}" for a, d in zip(arms["share"], arms["d_share"], strict=True)],
-            "flag": ["collapse?" if c else "" for c in arms["collapse"].astype(bool)],
+            "flag": [flag_text(r) for r in arms.to_dict("records")],
         }
     )
     below = arms["acc"] < chance
@@ -103,20 +103,35 @@ def net_benefit_table(arms: pd.DataFrame, chance: float, level: str) -> str:
     return table.to_markdown(index=False) + note
 
 
-def flagged_cells(cells: pd.DataFrame) -> list[str]:
-    """A sentence per cell whose condition accuracy rose while the group's balanced accuracy fell."""
+def flag_text(row: dict) -> str:
+    """The flag column: which collapse rules a cell meets ("" for none)."""
+    rules = [name for name, key in (("share", "collapse_share"), ("balanced", "collapse_bal")) if row.get(key)]
+    return f"collapse ({', '.join(rules)})" if rules else ""
+
+
+def flagged_cells(cells: pd.DataFrame, k: float) -> list[str]:
+    """How many cells each collapse rule flags, then a sentence per flagged cell: none of them is a gain."""
     flagged = cells[cells["collapse"].astype(bool)]
+    augmented = int((cells["arm"] != "fitz_only").sum())
+    counts = (
+        f"Collapse rules over {augmented} augmented cells: **{int(cells['collapse_share'].sum())}** flagged by"
+        f" prediction share (more than {k:g} x the condition's prevalence of the group's predictions go to "
+        f"it), **{int(cells['collapse_bal'].sum())}** by balanced accuracy (condition accuracy up, the group's "
+        "balanced accuracy down against `fitz_only`)."
+    )
     if flagged.empty:
-        return ["No cell gained condition accuracy while losing balanced accuracy.", ""]
+        return [counts, "", "No cell is flagged: every change in condition accuracy stands beside its cost above.", ""]
     lines = [
-        f"**{len(flagged)} cells gained accuracy on the augmented condition while the group's balanced accuracy "
-        "fell** (flag `collapse?`): the gain is, at least in part, the model predicting that condition more "
-        "often for the whole group.",
+        counts,
+        "",
+        f"**{len(flagged)} cells are flagged `collapse`: their change in condition accuracy is not a gain.** It is, "
+        "at least in part, the model predicting that condition for images of the group that are not it.",
         "",
     ]
     lines += [
         f"- {r.direction} / {r.condition} / {r.group} / {r.arm}: condition {r.acc:.3f} ({r.d_acc:+.3f}), "
-        f"balanced {r.bal_acc:.3f} ({r.d_bal_acc:+.3f}), share to the condition {r.share:.3f} ({r.d_share:+.3f})"
+        f"balanced {r.bal_acc:.3f} ({r.d_bal_acc:+.3f}), share to the condition {r.share:.3f} ({r.d_share:+.3f}) "
+        f"against a prevalence of {r.prevalence:.3f}; {flag_text(r._asdict())}"
         for r in flagged.itertuples()
     ]
     return [*lines, ""]
