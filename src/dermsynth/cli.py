@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "params.yaml and dvc.lock are restored at the end.",
     )
     compare.add_argument(
-        "generators", nargs="+", choices=["tone_transfer", "reinhard", "diffusers", "openai"], metavar="GENERATOR",
-        help="tone_transfer, reinhard, diffusers (needs --diffusers-model), openai (cached images only)",
+        "generators", nargs="+", choices=["tone_transfer", "reinhard", "oracle", "null", "diffusers", "openai"],
+        metavar="GENERATOR",
+        help="tone_transfer, reinhard, oracle and null (controls: docs/embedded.md), diffusers (needs "
+        "--diffusers-model), openai (cached images only)",
     )  # fmt: skip
     compare.add_argument("--diffusers-model", default=None, help="a diffusers inpainting pipeline folder")
     compare.add_argument("--allow-paid", action="store_true", help="let openai pay for images not in its cache")

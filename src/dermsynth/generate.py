@@ -5,7 +5,8 @@ the FST group that the seed represents (the group opposite to training, whose im
 add), restricted to skin pixels so the lesion keeps its own contrast, then takes a random
 square crop and flip. It stands in for the study's text-to-image editing: it makes new
 views of the same lesions on new shades of the target skin, not new lesions. `reinhard`
-(generators/reinhard.py) is the classical colour-transfer baseline; `openai` and `diffusers`
+(generators/reinhard.py) is the classical colour-transfer baseline; `oracle` and `null`
+(generators/controls.py) are controls with a known answer; `openai` and `diffusers`
 are the image-editing backends. Every candidate is written with its lineage (seed md5,
 generator, parameters).
 """
@@ -27,6 +28,7 @@ from dermsynth.core.config import Generate, Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.study import GROUPS, load_conditions
 from dermsynth.generators import annotations, delivery, reinhard
+from dermsynth.generators.controls import CONTROLS, MAKERS
 from dermsynth.generators.crops import crop_and_flip
 from dermsynth.imaging.skin import group_ita_range, lab_to_rgb, rgb_to_lab, skin_mask
 
@@ -83,7 +85,7 @@ def tone_transfer(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.rando
     }
 
 
-OFFLINE = ("tone_transfer", "reinhard")  # weight-free generators, run here
+OFFLINE = ("tone_transfer", "reinhard", *CONTROLS)  # weight-free generators, run here (controls: known answers)
 BACKENDS = (*OFFLINE, "openai", "diffusers")
 
 
@@ -104,6 +106,8 @@ def offline(chosen: pd.DataFrame, params: Params) -> tuple[list[dict], list[dict
     cfg = params.generate
     if cfg.generator == "reinhard":
         make = reinhard.maker(chosen, params.dataset.root)
+    elif cfg.generator in CONTROLS:
+        make = MAKERS[cfg.generator](chosen, params)
     else:
         make = lambda rgb, group, cfg, rng, _seed: tone_transfer(rgb, group, cfg, rng)  # noqa: E731
     images = paths.dataset_images(params.dataset.root)

@@ -212,6 +212,22 @@ RENDERERS: dict[str, Callable[[int, Rng, Palette], Layers]] = {
 }
 
 
+def plain_skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
+    """An sRGB uint8 image of skin with CIELAB colour ``skin`` and the embedded images' nuisances, but no lesion.
+
+    The same texture, lighting gradient and sensor noise as `render` draws around a lesion, but no
+    exposure change: ``skin`` is measured on an image whose exposure is already in it. An image that
+    carries a skin tone and no information about any condition (the `null` control).
+    """
+    lab = np.broadcast_to(skin, (size, size, 3)).copy()
+    lab[..., 0] += 1.6 * _texture(size, rng, 1.0) + 2.5 * _texture(size, rng, 6.0)
+    x, y = _grid(size)
+    gx, gy = rng.normal(0, 6.0, 2) / size
+    lab[..., 0] += gx * (x - size / 2) + gy * (y - size / 2)
+    rgb = lab_to_rgb(lab) + rng.normal(0, 0.012, (size, size, 3))
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def render(label: str, ita: float, size: int, rng: Rng) -> np.ndarray:
     """An sRGB uint8 image (size, size, 3) of ``label`` on skin of the given ITA."""
     skin = lab_from_ita(ita, b=rng.uniform(12.0, 20.0), a=rng.uniform(7.0, 14.0))
