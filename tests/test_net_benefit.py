@@ -190,3 +190,17 @@ def test_bootstrap_p_and_interval_known_values():
     assert weights.shape == (50, 7)
     assert (weights.sum(axis=1) == 7).all()
     assert (bootstrap_weights(7, 50, seed=3) == weights).all()
+
+
+def test_signal_is_the_near_far_gap_of_balanced_accuracy_with_an_interval():
+    from dermsynth.analysis.metrics import signal
+
+    near = table(TRUTH).assign(split="val", group="I-II", md5hash=lambda f: "v" + f["md5hash"])  # all right
+    far = table(COLLAPSED)  # test at V-VI: balanced accuracy (4/4 + 1/4 + 0/2) / 3
+    other = table(FITZ_ONLY).assign(group="III-IV", md5hash=lambda f: "m" + f["md5hash"])  # not the far group
+    got = signal(pd.concat([near, far, other], ignore_index=True), "V-VI", 1.959964)
+    assert got["near_bal_acc"] == pytest.approx(1.0)
+    assert got["far_bal_acc"] == pytest.approx((1 + 1 / 4 + 0) / 3)
+    assert got["gap"] == pytest.approx(1 - 5 / 12)
+    assert got["gap_low"] <= got["gap"] <= got["gap_high"]
+    assert got["gap_low"] > 0  # ten far images that far from the near ones

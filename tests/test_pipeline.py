@@ -169,6 +169,20 @@ def test_the_experiment_opens_on_its_training_runs(study: Path):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def test_the_summary_has_the_signal_and_the_collapse_flags_beside_each_change(study: Path):
+    summary = json.loads((study / "reports/summary.json").read_text())
+    signal = summary["signal"]["light_to_dark"]
+    assert set(signal) == {"near_bal_acc", "far_bal_acc", "gap", "gap_low", "gap_high"}
+    assert signal["gap"] == pytest.approx(signal["near_bal_acc"] - signal["far_bal_acc"], abs=2e-4)
+    assert signal["gap_low"] <= signal["gap"] <= signal["gap_high"]
+    cell = summary["light_to_dark/psoriasis"]
+    assert {"seed/d_acc", "seed/collapse", "synthetic_and_seed/collapse"} <= set(cell)
+    assert {"collapse_flags", "collapse_share_flags", "collapse_bal_flags"} == set(summary["study"])
+    runs = json.loads((study / "reports/runs/light_to_dark-psoriasis-seed.json").read_text())
+    assert {"test/V-VI/collapse", "test/V-VI/collapse_share", "test/V-VI/collapse_bal"} <= set(runs)
+    assert 0 < runs["test/V-VI/prevalence"] < 1
+
+
 def test_dvc_shows_a_short_summary_and_renders_every_declared_plot(study: Path):
     shown = json.loads(dvc("metrics", "show", "--json", cwd=study))
     metrics = next(iter(shown.values()))["data"]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dermsynth.analysis import compare
 from dermsynth.analysis.grid import arm_of, dose_of, planned_runs
-from dermsynth.analysis.metrics import fairness, run_metrics
+from dermsynth.analysis.metrics import fairness, run_metrics, signal
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import DIRECTIONS, load_conditions, slug
@@ -182,7 +182,9 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
 
     Per direction and condition, at the far test group (the skin tones that training lacked): each arm's
     change in condition accuracy and in the group's balanced accuracy against fitz_only, and the
-    Holm-adjusted p of synthetic_and_seed against seed; plus the count of cells flagged as collapse.
+    Holm-adjusted p of synthetic_and_seed against seed; per direction the `signal` (fitz_only's balanced
+    accuracy near and far, and the gap with its interval: is there a gap to close?); and the counts of
+    cells flagged as collapse.
     """
     far = {d: DIRECTIONS[d].seed_group for d in params.train.directions}
     cells = {(r["direction"], r["condition"], r["arm"]): r for r in rows["arms"] if r["group"] == far[r["direction"]]}
@@ -204,12 +206,23 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
         if arm != "fitz_only":  # a flagged cell's d_acc is not a gain: say so beside it
             out[f"{direction}/{condition}"][f"{arm}/collapse"] = float(cell["collapse"])
     flagged = rows["arms"] + rows["dose"]
+    out["signal"] = {  # type: ignore[assignment]
+        d: {k: round(v, 4) for k, v in signal(reference_predictions(params, d), DIRECTIONS[d].seed_group,
+                                              params.evaluate.z).items()}
+        for d in params.train.directions
+    }  # fmt: skip
     out["study"] = {
         "collapse_flags": float(sum(r["collapse"] for r in flagged)),
         "collapse_share_flags": float(sum(r["collapse_share"] for r in flagged)),
         "collapse_bal_flags": float(sum(r["collapse_bal"] for r in flagged)),
     }
     return out
+
+
+def reference_predictions(params: Params, direction: str) -> pd.DataFrame:
+    """The predictions of a direction's fitz_only training (every condition's fitz_only shares it)."""
+    name = paths.trained_as(params, direction, params.train.conditions[0], "fitz_only", None)
+    return pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
 
 
 def flag_runs(rows: dict[str, list[dict]]) -> None:

@@ -135,3 +135,28 @@ def fairness(predictions: pd.DataFrame) -> dict[str, float]:
     """
     per_repeat = [fairness_metrics(rows, "group") for _, rows in predictions.groupby("repeat", sort=True)]
     return {f"fair/{k}": v for k, v in summarise_repeats(per_repeat).items()}
+
+
+def signal(predictions: pd.DataFrame, far_group: str, z: float) -> dict[str, float]:
+    """Is there a cross-tone gap to study? fitz_only's balanced accuracy near (validation) and far, and the gap.
+
+    Near is the validation split of the training group (the skin types training saw); far is the
+    test group at the other extreme (the seeds' group, which the arms augment). The gap's interval
+    resamples both image sets independently (they share no image), repeats pooled as everywhere.
+    A study whose gap is about 0, or whose near accuracy is at chance, has nothing for synthetic
+    images to close.
+    """
+    near_rows = predictions[predictions["split"] == "val"]
+    far_rows = predictions[(predictions["split"] == "test") & (predictions["group"] == far_group)]
+    classes = sorted(set(predictions["label"]) | set(predictions["pred"]))
+    scores = []
+    for k, rows in enumerate((near_rows, far_rows)):
+        truth, counts = prediction_counts(rows, classes)
+        point = class_scores(truth, counts, np.ones((1, len(truth))))["bal_acc"][0]
+        boot = class_scores(truth, counts, bootstrap_weights(len(truth), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED + k))[
+            "bal_acc"
+        ]
+        scores.append((float(point), boot))
+    (near, near_boot), (far, far_boot) = scores
+    gap_low, gap_high = percentile_interval(near_boot - far_boot, z)
+    return {"near_bal_acc": near, "far_bal_acc": far, "gap": near - far, "gap_low": gap_low, "gap_high": gap_high}
