@@ -221,10 +221,19 @@ def log_tables() -> dict[str, float]:
             table.to_csv(Path(tmp) / f"{name}.csv", index=False)
         mlflow.log_artifacts(tmp, artifact_path="tables")
     summary = files.read_json(paths.SUMMARY) if paths.SUMMARY.exists() else {}
-    flat = {f"summary/{block}/{k}": v for block, values in summary.items() for k, v in values.items()}
+    flat = metric_paths(summary, "summary")
     metrics = {**test_metrics(tables), **{k: v for k, v in flat.items() if v is not None}}
     mlflow.log_metrics(metrics)
     return metrics
+
+
+def metric_paths(tree: dict, prefix: str) -> dict[str, float | None]:
+    """A nested dict of numbers as MLflow metric names: {"signal": {"light_to_dark": {"gap": x}}} -> signal/.../gap."""
+    out: dict[str, float | None] = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}"
+        out |= metric_paths(value, name) if isinstance(value, dict) else {name: value}
+    return out
 
 
 @contextmanager
@@ -284,7 +293,7 @@ def main(params: Params) -> int:
 
     files.require("track", paths.PREPARED_TABLE, paths.SPLITS_TABLE, paths.CURATED / paths.MANIFEST_NAME,
                   paths.FEATURES / "info.json", paths.REGISTRY, paths.REGISTRY_DECISION,
-                  *(paths.run_dir(r["name"]) for r in planned_runs(params)),
+                  *(paths.run_dir(r["trained"]) for r in planned_runs(params)),
                   hint="track logs the pipeline's outputs to MLflow; run `dvc repro` (or `make pull`)")  # fmt: skip
     experiment = tracking.setup()
     flat = flatten(read_yaml(paths.root() / "params.yaml"))
