@@ -89,3 +89,19 @@ def test_a_baseline_made_on_this_kind_of_cpu_is_preferred(workdir, params, capsy
     assert gate.main(params, "base.json", "fresh.json", update=True) == 0  # --update renews this kind's sibling
     assert json.loads((workdir / "base.amx_bf16.json").read_text())["arms"]["k"]["acc"] == 0.4
     assert json.loads((workdir / "base.json").read_text())["arms"]["k"]["acc"] == 0.6
+
+
+def test_a_baseline_of_this_cpu_vendor_comes_before_one_of_its_units_only(tmp_path):
+    """An Intel Xeon and an AMD EPYC, both AVX512-BF16, gave other tables from one code: the vendor refines the kind."""
+    now = {"device": "cpu (avx512_bf16)", "precision": "float32"}
+    base = tmp_path / "base.json"
+    assert gate.for_this_device(base, now, vendor="intel") == base  # no sibling at all: the general baseline
+    (tmp_path / "base.avx512_bf16.json").write_text("{}")
+    assert gate.for_this_device(base, now, vendor="intel") == tmp_path / "base.avx512_bf16.json"
+    (tmp_path / "base.avx512_bf16_intel.json").write_text("{}")
+    assert gate.for_this_device(base, now, vendor="intel") == tmp_path / "base.avx512_bf16_intel.json"
+    assert gate.for_this_device(base, now, vendor="amd") == tmp_path / "base.avx512_bf16.json"
+    assert gate.for_this_device(base, now, vendor="") == tmp_path / "base.avx512_bf16.json"
+    gpu = {"device": "cuda:0 (NVIDIA H100)", "precision": "bfloat16"}
+    assert gate.siblings(base, gpu, "intel") == []  # a GPU is not a kind of CPU: its baseline is the general one
+    assert gate.cpu_vendor() in ("intel", "amd", "")

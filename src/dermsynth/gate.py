@@ -10,9 +10,10 @@ numerical differences between CPUs and BLAS builds in float32. In bfloat16 the f
 last bits differ between CPUs with AMX, with AVX512-BF16, and GPUs, and training moves on
 them like on another random stream: the baseline records what computed it (`made_on`), and
 a failure on another kind of device says so. Even float32 convolutions differ between CPUs
-with AMX and without (oneDNN picks other kernels), so a baseline may have a sibling per kind
-of CPU, <name>.<units>.json (e.g. reports/baseline-ci.amx_bf16.json), which the gate uses on
-that kind.
+with AMX and without (oneDNN picks other kernels), and between CPU models with the same units
+(an Intel Xeon and an AMD EPYC with AVX512-BF16), so a baseline may have a sibling per kind of
+CPU, <name>.<units>_<vendor>.json or <name>.<units>.json (e.g. reports/baseline-ci.amx_bf16.json),
+which the gate uses on that kind, the most specific first.
 """
 
 from __future__ import annotations
@@ -60,14 +61,35 @@ def made_on() -> dict[str, str]:
     return {"device": str(info.get("device", "unknown")), "precision": str(info.get("precision", "unknown"))}
 
 
-def for_this_device(path: Path, now: dict[str, str]) -> Path:
-    """The sibling <stem>.<units>.json of a baseline made on this kind of CPU, when there is one; else ``path``."""
+def cpu_vendor() -> str:
+    """This machine's CPU vendor as a sibling suffix ("intel", "amd"), or "" when /proc/cpuinfo does not say."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    found = re.search(r"^vendor_id\s*:\s*(\S+)", text, flags=re.M)
+    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(found.group(1), "") if found else ""
+
+
+def siblings(path: Path, now: dict[str, str], vendor: str) -> list[Path]:
+    """The baselines made on this kind of CPU, most specific first: <stem>.<units>_<vendor>.json, <stem>.<units>.json.
+
+    The units alone are not the kind: an Intel Xeon and an AMD EPYC, both with AVX512-BF16, gave
+    other bfloat16 features and other float32 CI-scale tables from the same code (oneDNN picks
+    kernels by CPU model).
+    """
     units = re.search(r"\(([a-z0-9_ ]+)\)", now["device"])
-    if units:
-        sibling = path.with_name(f"{path.stem}.{units.group(1).replace(' ', '_')}{path.suffix}")
-        if sibling.exists():
-            return sibling
-    return path
+    if not units:
+        return []
+    name = units.group(1).replace(" ", "_")
+    kinds = ([f"{name}_{vendor}"] if vendor and now["device"].startswith("cpu") else []) + [name]
+    return [path.with_name(f"{path.stem}.{kind}{path.suffix}") for kind in kinds]
+
+
+def for_this_device(path: Path, now: dict[str, str], vendor: str | None = None) -> Path:
+    """The most specific sibling of a baseline made on this kind of CPU that exists; else ``path``."""
+    found = [s for s in siblings(path, now, cpu_vendor() if vendor is None else vendor) if s.exists()]
+    return found[0] if found else path
 
 
 def device_note(baseline: dict, now: dict[str, str]) -> str:
@@ -86,8 +108,8 @@ def main(params: Params, baseline: str | None = None, metrics: str | None = None
     baseline_path = Path(baseline) if baseline else paths.BASELINE
     fresh = files.read_json(Path(metrics) if metrics else paths.STUDY_METRICS)
     now = made_on()
-    if update:
-        baseline_path = for_this_device(baseline_path, now)  # an existing sibling for this kind of CPU is renewed
+    if update:  # an existing sibling for this kind of CPU is renewed (the vendor's, else the units')
+        baseline_path = for_this_device(baseline_path, now)
         files.write_json(baseline_path, {**{t: baseline_cells(fresh[t]) for t in GATED_TABLES}, "made_on": now})
         print(f"gate: wrote {baseline_path}")
         return 0
