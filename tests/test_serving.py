@@ -158,3 +158,29 @@ def test_the_card_names_spillover_and_collapse():
     assert collapse == [{"group": "V-VI", "class": "a", "predicted_share": 1.0, "true_share": 0.5}]
     assert card.collapse_signs(reference) == []
     assert math.isclose(card.interval_text(Z).count("95%"), 1)
+
+
+def test_a_packaged_models_mlmodel_is_a_function_of_its_content(tmp_path: Path):
+    """No save time and no random uuid in build/registry: a re-run writes the same bytes, and dvc.lock stays."""
+    import shutil
+
+    from mlflow.models import Model
+
+    from dermsynth.serving.pyfunc import stable_mlmodel
+
+    first = tmp_path / "a"
+    first.mkdir()
+    Model(artifact_path=None, flavors={"python_function": {"loader_module": "x"}}).save(first / "MLmodel")
+    (first / "head.pt").write_bytes(b"weights")
+    second = tmp_path / "b"
+    shutil.copytree(first, second)
+    text = (second / "MLmodel").read_text().replace("utc_time_created: '", "utc_time_created: '1999")
+    (second / "MLmodel").write_text(text.replace("model_uuid: ", "model_uuid: 0"))
+    stable_mlmodel(first)
+    stable_mlmodel(second)
+    assert (first / "MLmodel").read_bytes() == (second / "MLmodel").read_bytes()
+    assert "utc_time_created" not in (first / "MLmodel").read_text()
+    loaded = Model.load(first / "MLmodel")  # MLflow still reads it
+    (second / "head.pt").write_bytes(b"other weights")
+    stable_mlmodel(second)
+    assert Model.load(second / "MLmodel").model_uuid != loaded.model_uuid  # another model, another id

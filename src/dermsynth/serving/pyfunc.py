@@ -86,10 +86,34 @@ def signature(classes: list[str]) -> mlflow.models.ModelSignature:
     return mlflow.models.ModelSignature(inputs=Schema([ColSpec("binary", INPUT)]), outputs=Schema(outputs))
 
 
+def stable_mlmodel(folder: Path) -> None:
+    """Make the MLmodel file a function of the package's content, so that a re-run writes the same bytes.
+
+    `save_model` writes the time of saving (`utc_time_created`) and a random `model_uuid`; both
+    would change build/registry's hash, and dvc.lock, on every cold repro. The time is dropped
+    (MLflow records when a version is registered), and the uuid is derived from the files the
+    model is made of (uuid5 over their sha256), so an identical model keeps its id.
+    """
+    import hashlib
+    import uuid
+
+    import yaml
+
+    mlmodel = folder / "MLmodel"
+    meta = yaml.safe_load(mlmodel.read_text())
+    meta.pop("utc_time_created", None)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != mlmodel):
+        digest.update(f"{path.relative_to(folder)}:".encode() + hashlib.sha256(path.read_bytes()).digest())
+    meta["model_uuid"] = uuid.uuid5(uuid.NAMESPACE_URL, f"dermsynth:{digest.hexdigest()}").hex
+    files.write_text(mlmodel, yaml.safe_dump(meta, sort_keys=True))
+
+
 def package(out: Path, spec: dict, head: Path, card: dict, card_md: str, example: Path) -> None:
     """Write a packaged model to ``out`` (replacing it): artifacts, signature, an input example, the model card."""
     with files.atomic_dir(out) as tmp:
-        staging = tmp.parent / f"{tmp.name}.artifacts"
+        staging = out.parent / f".{out.name}.staging"  # a fixed name: MLmodel records where artifacts came from
+        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
             files.write_json(staging / SPEC_FILE, spec)
@@ -109,5 +133,6 @@ def package(out: Path, spec: dict, head: Path, card: dict, card_md: str, example
                 input_example=pd.DataFrame({INPUT: [example.read_bytes()]}),
                 pip_requirements=PIP_REQUIREMENTS,
             )
+            stable_mlmodel(tmp)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
