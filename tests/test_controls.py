@@ -70,4 +70,20 @@ def test_null_keeps_the_seeds_tone_and_no_lesion(validated: config.Params):
         made_ita = float(np.median(ita_degrees(rgb_to_lab(made).reshape(-1, 3))))
         assert made_ita == pytest.approx(row.seed_ita, abs=4.0)  # the seed's skin tone
         assert skin_share(made) > 0.9  # plain skin: nearly every pixel near the median colour (lighting aside)
-        assert skin_share(made) > skin_share(seed)  # the seed has a lesion off its skin colour
+
+
+def test_null_images_depend_on_the_seeds_skin_colour_alone(validated: config.Params):
+    """No information about the label: a seed and a flat patch of its skin colour give the same image."""
+    from dermsynth.generators.controls import null_maker, seed_skin
+    from dermsynth.imaging.skin import lab_to_rgb
+
+    chosen = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str})
+    make = null_maker(chosen, validated)
+    images = paths.dataset_images(validated.dataset.root)
+    for row in chosen.head(3).itertuples():
+        seed = files.load_array(paths.image_file(images, row.md5hash))
+        flat = np.broadcast_to(lab_to_rgb(seed_skin(seed)), seed.shape)
+        assert np.allclose(seed_skin(flat), seed_skin(seed), atol=1e-6)
+        from_seed, _ = make(seed, "V-VI", validated.generate, np.random.default_rng(0), row.md5hash)
+        from_patch, _ = make(flat, "V-VI", validated.generate, np.random.default_rng(0), row.md5hash)
+        assert np.array_equal(from_seed, from_patch)

@@ -24,7 +24,7 @@ def test_count_table_matches_the_real_csv():
 
 
 def test_plan_follows_the_real_counts():
-    plan = Counter(embedded.row_plan(Embedded(seed=1, size_factor=1.0, image_size=32, jpeg_quality=90)))
+    plan = Counter(embedded.row_plan(Embedded(seed=1, size_factor=1.0, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0)))
     for label, row in REAL_COUNTS.items():
         assert tuple(plan[(label, fst)] for fst in COUNT_COLUMNS) == row
 
@@ -47,9 +47,9 @@ def test_embedded_dataset_files_and_metadata(embedded_data, params):
 
 
 def test_embedded_is_deterministic(tmp_path):
-    cfg = Embedded(seed=5, size_factor=0.03, image_size=32, jpeg_quality=90)
+    cfg = Embedded(seed=5, size_factor=0.03, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0)
     a = embedded.build(cfg, tmp_path / "a")
     b = embedded.build(cfg, tmp_path / "b")
     assert a.equals(b)
-    c = embedded.build(Embedded(seed=6, size_factor=0.03, image_size=32, jpeg_quality=90), tmp_path / "c")
+    c = embedded.build(Embedded(seed=6, size_factor=0.03, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0), tmp_path / "c")
     assert set(a["md5hash"]).isdisjoint(c["md5hash"])

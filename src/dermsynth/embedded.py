@@ -20,7 +20,7 @@ from tqdm import tqdm
 from dermsynth.core import files, paths
 from dermsynth.core.config import Embedded, Params
 from dermsynth.core.study import COUNT_COLUMNS, PARTITIONS, REAL_COUNTS
-from dermsynth.imaging.lesions import render
+from dermsynth.imaging.lesions import Difficulty, render
 from dermsynth.imaging.skin import ITA_BANDS
 
 COLUMNS = [
@@ -56,7 +56,7 @@ def make_image(label: str, fst: int, cfg: Embedded, rng: np.random.Generator) ->
     """The JPEG bytes of one image; unknown-FST rows get the skin of a random type."""
     pixel_fst = fst if fst in ITA_BANDS else int(rng.integers(1, 7))
     lo, hi = ITA_BANDS[pixel_fst]
-    rgb = render(label, rng.uniform(lo, hi), cfg.image_size, rng)
+    rgb = render(label, rng.uniform(lo, hi), cfg.image_size, rng, Difficulty.of(cfg))
     return files.encode_jpeg(rgb, cfg.jpeg_quality)
 
 

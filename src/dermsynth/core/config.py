@@ -35,6 +35,9 @@ class Embedded:
     size_factor: float
     image_size: int
     jpeg_quality: int
+    contrast: list[float]  # imaging/lesions.Difficulty: the regime of the study (docs/embedded.md)
+    mimicry: float
+    tone_shift: float
 
 
 @dataclass(frozen=True)

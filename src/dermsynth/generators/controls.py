@@ -28,7 +28,7 @@ import pandas as pd
 from dermsynth.core import paths
 from dermsynth.core.config import Generate, Params
 from dermsynth.core.errors import DermsynthError
-from dermsynth.imaging.lesions import plain_skin, render
+from dermsynth.imaging.lesions import Difficulty, plain_skin, render
 from dermsynth.imaging.skin import ITA_BANDS, ita_degrees, rgb_to_lab, skin_mask
 
 CONTROLS = ("oracle", "null")
@@ -54,12 +54,13 @@ def oracle_maker(chosen: pd.DataFrame, params: Params) -> Callable:
         )
     fst = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str}).set_index("md5hash")["fitzpatrick_scale"]
     seeds = {row.md5hash: (row.label, int(fst[row.md5hash])) for row in chosen.itertuples()}
+    difficulty = Difficulty.of(params.embedded)  # the process the seed's test group was drawn from
 
     def make(seed_rgb: np.ndarray, group: str, cfg: Generate, rng: np.random.Generator, seed_md5: str) -> tuple:
         label, fst = seeds[seed_md5]
         ita = float(rng.uniform(*ITA_BANDS[fst]))
         info = {"target_ita": round(ita, 2), "strength": 1.0, "crop_box": "", "flip": False}
-        return render(label, ita, seed_rgb.shape[0], rng), info
+        return render(label, ita, seed_rgb.shape[0], rng, difficulty), info
 
     return make
 

@@ -12,10 +12,15 @@ study is about.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dermsynth.imaging.skin import lab_from_ita, lab_to_rgb
+
+if TYPE_CHECKING:
+    from dermsynth.core.config import Embedded
 
 Rng = np.random.Generator
 
@@ -66,12 +71,50 @@ def _centre(size: int, rng: Rng, spread: float = 0.18) -> tuple[float, float]:
     return tuple(size / 2 + rng.normal(0, spread * size, 2).clip(-size / 4, size / 4))  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """What makes the embedded images hard to classify, and how much presentation shifts with skin tone.
+
+    ``contrast``: each image's lesion is drawn at a strength drawn from this [low, high] range
+    (1: the full colour offsets below), so some lesions are faint. ``mimicry``: each image also
+    carries, at a weight drawn from [0, mimicry], the morphology of one of its condition's two
+    look-alikes (`LOOK_ALIKES`): confusable presentations, as dermatologists meet them.
+    ``tone_shift``: how strongly a lesion's colours depend on the skin beneath (`Palette`):
+    0 draws every lesion as on the lightest skin, 1 is the clinical description. These three
+    set the study's regime; docs/embedded.md gives the values and the accuracies they produce.
+    """
+
+    contrast: tuple[float, float] = (1.0, 1.0)
+    mimicry: float = 0.0
+    tone_shift: float = 1.0
+
+    @classmethod
+    def of(cls, embedded: Embedded) -> Difficulty:
+        """The difficulty that params.yaml's `embedded` section sets."""
+        low, high = embedded.contrast
+        return cls((low, high), embedded.mimicry, embedded.tone_shift)
+
+
+# Each condition's two look-alikes, the differentials a dermatologist would name (docs/embedded.md).
+LOOK_ALIKES: dict[str, tuple[str, str]] = {
+    "basal cell carcinoma": ("squamous cell carcinoma", "prurigo nodularis"),
+    "folliculitis": ("prurigo nodularis", "psoriasis"),
+    "nematode infection": ("neutrophilic dermatoses", "folliculitis"),
+    "neutrophilic dermatoses": ("psoriasis", "nematode infection"),
+    "prurigo nodularis": ("folliculitis", "basal cell carcinoma"),
+    "psoriasis": ("neutrophilic dermatoses", "squamous cell carcinoma"),
+    "squamous cell carcinoma": ("basal cell carcinoma", "psoriasis"),
+}
+
+
 class Palette:
     """Lesion colours as CIELAB offsets that depend on the skin they sit on."""
 
-    def __init__(self, skin_lab: np.ndarray):
-        # visibility: 1 on very light skin, ~0.3 on the darkest (erythema is masked by melanin)
-        self.vis = float(np.clip((skin_lab[0] - 28.0) / 45.0, 0.3, 1.0))
+    def __init__(self, skin_lab: np.ndarray, tone_shift: float = 1.0):
+        # visibility: 1 on very light skin, ~0.3 on the darkest (erythema is masked by melanin);
+        # tone_shift scales the loss of visibility (0: every skin shows lesions as the lightest does)
+        masked = 1.0 - float(np.clip((skin_lab[0] - 28.0) / 45.0, 0.3, 1.0))
+        self.vis = 1.0 - tone_shift * masked
         self.skin = skin_lab
 
     def erythema(self, strength: float = 1.0) -> np.ndarray:
@@ -212,6 +255,22 @@ RENDERERS: dict[str, Callable[[int, Rng, Palette], Layers]] = {
 }
 
 
+def _skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
+    """CIELAB skin of colour ``skin`` with texture and an uneven lighting gradient: nuisances every image shares."""
+    lab = np.broadcast_to(skin, (size, size, 3)).copy()
+    lab[..., 0] += 1.6 * _texture(size, rng, 1.0) + 2.5 * _texture(size, rng, 6.0)
+    x, y = _grid(size)
+    gx, gy = rng.normal(0, 6.0, 2) / size
+    lab[..., 0] += gx * (x - size / 2) + gy * (y - size / 2)
+    return lab
+
+
+def _to_uint8(lab: np.ndarray, rng: Rng) -> np.ndarray:
+    """sRGB uint8 of CIELAB ``lab``, with sensor noise."""
+    rgb = lab_to_rgb(lab) + rng.normal(0, 0.012, lab.shape)
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def plain_skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
     """An sRGB uint8 image of skin with CIELAB colour ``skin`` and the embedded images' nuisances, but no lesion.
 
@@ -219,27 +278,21 @@ def plain_skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
     exposure change: ``skin`` is measured on an image whose exposure is already in it. An image that
     carries a skin tone and no information about any condition (the `null` control).
     """
-    lab = np.broadcast_to(skin, (size, size, 3)).copy()
-    lab[..., 0] += 1.6 * _texture(size, rng, 1.0) + 2.5 * _texture(size, rng, 6.0)
-    x, y = _grid(size)
-    gx, gy = rng.normal(0, 6.0, 2) / size
-    lab[..., 0] += gx * (x - size / 2) + gy * (y - size / 2)
-    rgb = lab_to_rgb(lab) + rng.normal(0, 0.012, (size, size, 3))
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return _to_uint8(_skin(skin, size, rng), rng)
 
 
-def render(label: str, ita: float, size: int, rng: Rng) -> np.ndarray:
-    """An sRGB uint8 image (size, size, 3) of ``label`` on skin of the given ITA."""
+def render(label: str, ita: float, size: int, rng: Rng, difficulty: Difficulty = Difficulty()) -> np.ndarray:
+    """An sRGB uint8 image (size, size, 3) of ``label`` on skin of the given ITA, as hard as ``difficulty``."""
     skin = lab_from_ita(ita, b=rng.uniform(12.0, 20.0), a=rng.uniform(7.0, 14.0))
-    palette = Palette(skin)
-    lab = np.broadcast_to(skin, (size, size, 3)).copy()
-    # Skin texture and uneven lighting: nuisance variation shared by all conditions.
-    lab[..., 0] += 1.6 * _texture(size, rng, 1.0) + 2.5 * _texture(size, rng, 6.0)
-    x, y = _grid(size)
-    gx, gy = rng.normal(0, 6.0, 2) / size
-    lab[..., 0] += gx * (x - size / 2) + gy * (y - size / 2)
+    palette = Palette(skin, difficulty.tone_shift)
+    lab = _skin(skin, size, rng)
+    strength = rng.uniform(*difficulty.contrast)
     for mask, offset in RENDERERS[label](size, rng, palette):
-        lab += mask[..., None] * offset
+        lab += strength * mask[..., None] * offset
+    if difficulty.mimicry > 0:
+        look_alike = LOOK_ALIKES[label][int(rng.integers(2))]
+        weight = strength * rng.uniform(0.0, difficulty.mimicry)
+        for mask, offset in RENDERERS[look_alike](size, rng, palette):
+            lab += weight * mask[..., None] * offset
     lab[..., 0] *= rng.uniform(0.92, 1.05)  # exposure
-    rgb = lab_to_rgb(lab) + rng.normal(0, 0.012, (size, size, 3))  # sensor noise
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return _to_uint8(lab, rng)
