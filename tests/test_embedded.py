@@ -23,8 +23,11 @@ def test_count_table_matches_the_real_csv():
         assert tuple(counts[(label, fst)] for fst in COUNT_COLUMNS) == row
 
 
+HARD = {"contrast": [0.3, 1.0], "mimicry": 0.5, "tone_shift": 1.0}  # the default regime
+
+
 def test_plan_follows_the_real_counts():
-    plan = Counter(embedded.row_plan(Embedded(seed=1, size_factor=1.0, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0)))
+    plan = Counter(embedded.row_plan(Embedded(seed=1, size_factor=1.0, image_size=32, jpeg_quality=90, **HARD)))
     for label, row in REAL_COUNTS.items():
         assert tuple(plan[(label, fst)] for fst in COUNT_COLUMNS) == row
 
@@ -47,9 +50,9 @@ def test_embedded_dataset_files_and_metadata(embedded_data, params):
 
 
 def test_embedded_is_deterministic(tmp_path):
-    cfg = Embedded(seed=5, size_factor=0.03, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0)
+    cfg = Embedded(seed=5, size_factor=0.03, image_size=32, jpeg_quality=90, **HARD)
     a = embedded.build(cfg, tmp_path / "a")
     b = embedded.build(cfg, tmp_path / "b")
     assert a.equals(b)
-    c = embedded.build(Embedded(seed=6, size_factor=0.03, image_size=32, jpeg_quality=90, contrast=[0.3, 1.0], mimicry=0.5, tone_shift=1.0), tmp_path / "c")
+    c = embedded.build(Embedded(seed=6, size_factor=0.03, image_size=32, jpeg_quality=90, **HARD), tmp_path / "c")
     assert set(a["md5hash"]).isdisjoint(c["md5hash"])
