@@ -76,6 +76,19 @@ def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
     return rows.groupby("md5hash")["correct"].mean().gt(0.5).sort_index()
 
 
+def difference_interval(reference: pd.Series, arm: pd.Series, z: float) -> tuple[float, float]:
+    """Interval of the accuracy difference (arm - reference) on the same images: a paired bootstrap over images.
+
+    Each image keeps its two outcomes together in every resample, so the interval is as narrow as
+    the pairing allows (what McNemar's p tests, as an effect size with bounds).
+    """
+    diff = arm.to_numpy(dtype=float) - reference.to_numpy(dtype=float)
+    if diff.size == 0:
+        return float("nan"), float("nan")
+    weights = bootstrap_weights(diff.size, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED)
+    return percentile_interval(weights @ diff / diff.size, z)
+
+
 def paired_tests(params: Params) -> pd.DataFrame:
     """McNemar of every augmented arm against fitz_only, per direction, condition and test group; Holm-adjusted."""
     rows = []
@@ -90,6 +103,7 @@ def paired_tests(params: Params) -> pd.DataFrame:
                     if not a.index.equals(b_.index):
                         raise UnpairedPredictions(f"{direction}/{condition}/{group}: {arm} and fitz_only")
                     b, c = paired_counts(a.to_numpy(), b_.to_numpy())
+                    low, high = difference_interval(a, b_, params.evaluate.z)
                     rows.append(
                         {
                             "direction": direction,
@@ -100,6 +114,8 @@ def paired_tests(params: Params) -> pd.DataFrame:
                             "acc_fitz_only": float(a.mean()),
                             "acc_arm": float(b_.mean()),
                             "difference": (c - b) / len(a) if len(a) else float("nan"),
+                            "difference_low": low,
+                            "difference_high": high,
                             "b_only_fitz_only": b,
                             "c_only_arm": c,
                             "p": mcnemar_exact(b, c),
@@ -150,6 +166,7 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
                 if not a.index.equals(b_.index):
                     raise UnpairedPredictions(f"{direction}/{condition}/{group}: seed and synthetic_and_seed")
                 b, c = paired_counts(a.to_numpy(), b_.to_numpy())
+                low, high = difference_interval(a, b_, params.evaluate.z)
                 in_group = [p[(p["split"] == "test") & (p["group"] == group)] for p in (seed, synth)]
                 rows.append(
                     {
@@ -160,6 +177,8 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
                         "acc_seed": float(a.mean()),
                         "acc_synthetic_and_seed": float(b_.mean()),
                         "difference": (c - b) / len(a) if len(a) else float("nan"),
+                        "difference_low": low,
+                        "difference_high": high,
                         "b_only_seed": b,
                         "c_only_synthetic": c,
                         "p": mcnemar_exact(b, c),
