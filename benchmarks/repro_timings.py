@@ -82,11 +82,12 @@ def fc7_work(stages: dict[str, float]) -> dict[str, float] | None:
     sys.path.insert(0, str(Path(__file__).parent))
     from head_benchmark import gemm_rate
 
+    params = config.load()
     runs = [files.read_json(p) for p in sorted(paths.MODELS.glob(f"*/{paths.TRAINING_NAME}"))]
-    if not runs:
+    if not runs or params.features.backbone != "vgg16":  # the Lite models have no frozen fc7 after the cache
         return None
     flops = sum(2.0 * FC6_DIM * FC6_DIM * r["n_train"] * sum(len(h) for h in r["histories"]) for r in runs)
-    precision = config.load().features.precision
+    precision = params.features.precision
     rate = gemm_rate(DTYPES[precision], 1024)
     seconds = sum(t for name, t in stages.items() if name.split("@")[0] in TRAINING_FAMILIES)
     return {

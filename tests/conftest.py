@@ -89,6 +89,8 @@ def project_copy(root: Path, with_annotations: bool = True) -> Path:
         (root / "annotations" / "decisions.csv").write_text("file,decision,note\n")
         (root / "annotations" / "seeds.csv").write_text(",".join(SEED_COLUMNS) + "\n")
         shutil.copyfile(REPO / "annotations" / "review_answers.csv", root / "annotations" / "review_answers.csv")
+    (root / "reports" / "generators").mkdir(parents=True, exist_ok=True)
+    (root / "reports" / "generators" / "recovery.md").write_text("")  # no compare-generators run yet
     return root
 
 

@@ -14,6 +14,7 @@ content cache are used, and a missing one stops that generator's run instead of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dermsynth.analysis import recovery
 from dermsynth.analysis.generators import comparison, markdown
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
+from dermsynth.views.figures import confidence
 
 OUT = paths.REPORTS / "generators"
 
@@ -82,11 +85,15 @@ def snapshot(generator: str, generate_s: float, cached: bool) -> dict:
     config.load.cache_clear()
     params = config.load()  # params.yaml as the experiment left it
     tests = pd.read_csv(paths.TABLES / "synthetic_vs_seed.csv")
+    versus_fitz = pd.read_csv(paths.TABLES / "paired_tests.csv")
     return {
         "generator": generator,
         "model": params.generate.model_name(),
         "arms": files.read_json(paths.STUDY_METRICS)["arms"],
         "synthetic_vs_seed": json.loads(tests.to_json(orient="records")),
+        "paired_tests": json.loads(versus_fitz.to_json(orient="records")),
+        "signal": files.read_json(paths.SUMMARY).get("signal", {}),
+        "embedded": dataclasses.asdict(params.embedded),
         "quality": files.read_json(paths.QUALITY_REPORTS / "quality.json"),
         "usd": usd(params),
         "generate_s": round(generate_s, 2),
@@ -100,6 +107,21 @@ def restore(saved: dict[Path, bytes]) -> None:
     done = subprocess.run(["dvc", "checkout", "--quiet"], capture_output=True, text=True, check=False)
     note = "" if done.returncode == 0 else f" (dvc checkout: {done.stderr.strip()[-300:]})"
     print(f"compare-generators: params.yaml and dvc.lock restored{note}")
+
+
+def write_recovery(snapshots: list[dict], params: Params) -> None:
+    """reports/generators/recovery.{csv,md}: what the pipeline recovers (embedded data only: real data plant none)."""
+    if not snapshots or params.dataset.root != str(paths.EMBEDDED):
+        return
+    recovered = recovery.table(snapshots)
+    files.write_csv(paths.RECOVERY_TABLE, recovered)
+    first = snapshots[0]
+    text = recovery.markdown(
+        recovered, recovery.planted(first["embedded"], first["signal"]), confidence(params.evaluate.z)
+    )
+    files.write_text(paths.RECOVERY, text)
+    print(text)
+    print(f"compare-generators: wrote {paths.RECOVERY}; `dvc repro` puts it into reports/report.md (stage report)")
 
 
 def main(params: Params, generators: list[str], diffusers_model: str | None, allow_paid: bool) -> int:
@@ -123,5 +145,6 @@ def main(params: Params, generators: list[str], diffusers_model: str | None, all
     )
     files.write_text(OUT / "comparison.md", markdown(table, data))
     print(markdown(table, data))
+    write_recovery(snapshots, params)
     print(f"compare-generators: {len(generators)} generators; wrote {OUT}/comparison.csv and .md")
     return 0

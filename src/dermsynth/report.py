@@ -15,7 +15,7 @@ from dermsynth.core import files, paths
 from dermsynth.core.config import BACKBONES, Params
 from dermsynth.review import analysis
 from dermsynth.views.figures import arms_figure, confidence, dose_figure
-from dermsynth.views.report_sections import quality_section, reader_study_section
+from dermsynth.views.report_sections import quality_section, reader_study_section, recovery_section, signal_section
 from dermsynth.views.report_tables import (
     arms_table,
     central_table,
@@ -164,6 +164,7 @@ def render(params: Params) -> str:
         "",
         val.agg(["mean", "min", "max"]).round(3).to_markdown(),
         "",
+        *signal_section(files.read_json(paths.SUMMARY).get("signal", {}), level),
         "## Arms: accuracy on the augmented condition",
         "",
         *arms_legend(set(arms["arm"]), params.split.seeds_per_group),
@@ -195,6 +196,7 @@ def render(params: Params) -> str:
         "",
         central_table(central, level),
         "",
+        *recovery_section(paths.RECOVERY, params.dataset.root == str(paths.EMBEDDED)),
         "## Paired tests against `fitz_only`",
         "",
         "Exact McNemar test on the images of the augmented condition in each test group, each image taken as "

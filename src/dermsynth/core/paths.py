@@ -68,6 +68,9 @@ SUMMARY = REPORTS / "summary.json"  # the study's headline numbers: the pipeline
 TRACKING = REPORTS / "tracking.json"  # what `track` put in MLflow: a fingerprint per run
 STUDY_METRICS = REPORTS / "metrics.json"
 TABLES = REPORTS / "tables"
+# `dermsynth compare-generators`: what the pipeline recovers with the control generators (the report's section)
+RECOVERY = REPORTS / "generators" / "recovery.md"
+RECOVERY_TABLE = REPORTS / "generators" / "recovery.csv"
 FIGURES = REPORTS / "figures"
 PLOTS = REPORTS / "plots"
 REPORT = REPORTS / "report.md"

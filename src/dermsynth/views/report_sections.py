@@ -1,8 +1,9 @@
-"""The study report's sections on the synthetic images themselves: their measured quality and the reader study.
+"""The study report's sections on the signal, the controls, and the synthetic images themselves.
 
-Both read versioned outputs only (reports/quality/quality.json from stage `quality`, and the
-answers `dermsynth review publish` committed to `review.answers`), so `dvc repro report`
-rebuilds them like every other table.
+Each reads versioned outputs only (reports/summary.json's `signal` block from stage `evaluate`,
+reports/quality/quality.json from stage `quality`, reports/generators/recovery.md that
+`dermsynth compare-generators` writes, and the answers `dermsynth review publish` committed to
+`review.answers`), so `dvc repro report` rebuilds them like every other table.
 """
 
 from __future__ import annotations
@@ -38,3 +39,40 @@ def reader_study_section(answers_csv: Path, kept: set[str] | None, z: float, dat
     result = analysis.analyse(answers, kept, z) | {"data": data}
     body = analysis.markdown(result).splitlines()
     return [body[0].replace("# ", "## ", 1), *body[1:], "", f"Answers: `{answers_csv}`.", ""]
+
+
+def signal_section(signal: dict, level: str) -> list[str]:
+    """fitz_only near and far: is there a cross-tone gap for synthetic images to close?"""
+    lines = [
+        "## The signal: is there a gap to close?",
+        "",
+        "`fitz_only`'s balanced accuracy (all conditions) on the skin types it trained on (validation split) and on "
+        f"the test group at the other extreme (the seeds' group), and the gap with a {level} bootstrap interval. A "
+        "study whose gap is about 0, or whose near accuracy is at chance, has nothing for synthetic images to close.",
+        "",
+        "| direction | near (validation) | far (test) | gap [interval] |",
+        "|---|---|---|---|",
+    ]
+    for direction, s in signal.items():
+        lines.append(
+            f"| {direction} | {s['near_bal_acc']:.3f} | {s['far_bal_acc']:.3f} | {s['gap']:.3f} "
+            f"[{s['gap_low']:.3f}, {s['gap_high']:.3f}] |"
+        )
+    return [*lines, ""]
+
+
+def recovery_section(recovery_md: Path, embedded: bool) -> list[str]:
+    """What the pipeline recovers with the control generators (`dermsynth compare-generators`), on simulated data."""
+    if not embedded:
+        return []
+    head = ["## What the pipeline recovers on simulated data", ""]
+    body = recovery_md.read_text().strip()
+    if not body:
+        return [
+            *head,
+            f"No comparison on record (`{recovery_md}` is empty). `dermsynth compare-generators oracle tone_transfer "
+            "reinhard null` runs the study once per generator, the positive and negative controls among them, and "
+            "writes it; `dvc repro report` then adds it here.",
+            "",
+        ]
+    return [*head, body, "", f"From `{recovery_md}` (`dermsynth compare-generators`).", ""]

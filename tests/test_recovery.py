@@ -1,0 +1,72 @@
+"""The recovery table (analysis/recovery.py) on hand-made snapshots: far group only, verdicts from intervals."""
+
+from __future__ import annotations
+
+import math
+
+from dermsynth.analysis import recovery
+
+
+def snapshot(generator: str, gain: tuple[float, float, float], collapse: bool = False) -> dict:
+    """One generator's snapshot with light_to_dark psoriasis tested on III-IV and V-VI (the far group)."""
+    point, low, high = gain
+    tests = [
+        {"direction": "light_to_dark", "condition": "psoriasis", "group": group, "n": 20, "acc_seed": 0.5,
+         "acc_synthetic_and_seed": 0.5 + point, "difference": point, "difference_low": low, "difference_high": high,
+         "bal_acc_difference": -0.01, "bal_acc_diff_low": -0.03, "bal_acc_diff_high": 0.01}
+        for group in ("III-IV", "V-VI")
+    ]  # fmt: skip
+    versus_fitz = [{**t, "arm": "synthetic_and_seed", "difference": point + 0.1} for t in tests]
+    arms = {"light_to_dark/psoriasis/synthetic_and_seed/V-VI": {"collapse": collapse}}
+    return {"generator": generator, "synthetic_vs_seed": tests, "paired_tests": versus_fitz, "arms": arms}
+
+
+def test_rows_are_the_far_group_in_control_order_with_verdicts_from_the_interval():
+    snaps = [snapshot("null", (0.0, -0.1, 0.1)), snapshot("mine", (-0.2, -0.3, -0.1)),
+             snapshot("oracle", (0.3, 0.1, 0.5), collapse=True)]  # fmt: skip
+    table = recovery.table(snaps)
+    assert list(table["generator"]) == ["oracle", "null", "mine"]  # controls first, unknown generators last
+    assert set(table["group"]) == {"V-VI"}
+    assert list(table["verdict"]) == ["gain", "none shown", "loss"]
+    assert list(table["collapse"]) == [True, False, False]
+    assert table["gain_vs_fitz_only"].round(3).tolist() == [0.4, 0.1, -0.1]
+    assert recovery.counts(table)["oracle"] == {"gain": 1, "none shown": 0, "loss": 0}
+
+
+def test_a_snapshot_without_intervals_says_not_available():
+    old = snapshot("tone_transfer", (0.1, 0.0, 0.2))
+    for t in old["synthetic_vs_seed"]:
+        del t["difference_low"], t["difference_high"]
+    del old["paired_tests"]
+    row = recovery.table([old]).iloc[0]
+    assert row["verdict"] == "n/a"
+    assert math.isnan(row["gain_vs_fitz_only"])
+
+
+def test_the_section_states_what_was_planted_and_what_was_recovered():
+    table = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), snapshot("null", (0.0, -0.1, 0.1))])
+    signal = {"light_to_dark": {"near_bal_acc": 0.7, "far_bal_acc": 0.5, "gap": 0.2, "gap_low": 0.15,
+                                "gap_high": 0.25}}  # fmt: skip
+    planted = recovery.planted({"tone_shift": 1.0, "contrast": [0.2, 0.9], "mimicry": 0.5}, signal)
+    text = recovery.markdown(table, planted, "95%")
+    assert "gap 0.200 [0.150, 0.250]" in text
+    assert "`embedded.tone_shift` 1.0" in text
+    assert "| oracle | light_to_dark | psoriasis | V-VI | 20 | 0.500 -> 0.800 | +0.300 [+0.100, +0.500] |" in text
+    assert "- `oracle`: 1 / 0 / 0 of 1" in text
+    assert "- `null`: 0 / 1 / 0 of 1" in text
+    assert recovery.markdown(recovery.table([]), planted, "95%") == ""
+
+
+def test_the_paired_difference_interval_follows_the_pairs():
+    import pandas as pd
+
+    from dermsynth.analysis.compare import difference_interval
+
+    seed = pd.Series([False] * 10 + [True] * 10)
+    better = pd.Series([True] * 8 + [False] * 2 + [True] * 10)  # 8 images fixed, none broken
+    low, high = difference_interval(seed, better, 1.959964)
+    assert 0 < low <= 0.4 <= high  # the point gain is 8 / 20
+    assert difference_interval(seed, seed, 1.959964) == (0.0, 0.0)  # the same outcomes: no gain in any resample
+    swapped = pd.Series([True] * 5 + [False] * 5 + [True] * 5 + [False] * 5)  # as many fixed as broken
+    low, high = difference_interval(seed, swapped, 1.959964)
+    assert low < 0 < high
