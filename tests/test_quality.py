@@ -113,7 +113,7 @@ def test_tone_fidelity_and_copies_on_known_images(generated: config.Params):
     assert set(result["condition"]) == {"psoriasis"}
     assert (result["n_real"] > 0).all()
     assert result["kid"].notna().all()
-    assert "VGG16 fc6" in (paths.QUALITY_REPORTS / "quality.md").read_text()
+    assert config.BACKBONES[generated.features.backbone] in (paths.QUALITY_REPORTS / "quality.md").read_text()
     # the near-copy gate is off by default, and rejects the copy once set
     assert curate.main(generated) == 0
     picked = pd.read_csv(paths.CURATED / "scores.csv").set_index("file")
