@@ -70,3 +70,17 @@ def test_the_paired_difference_interval_follows_the_pairs():
     swapped = pd.Series([True] * 5 + [False] * 5 + [True] * 5 + [False] * 5)  # as many fixed as broken
     low, high = difference_interval(seed, swapped, 1.959964)
     assert low < 0 < high
+
+
+def test_every_generator_name_reaches_params_yaml_as_a_string(tmp_path):
+    """`-S generate.generator=null` would set None (Hydra's grammar): the null control's experiment failed so."""
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    from dermsynth.compare_cli import settings
+
+    params = tmp_path / "params.yaml"
+    for name in ("null", "oracle", "tone_transfer", "true", "1"):
+        params.write_text("generate:\n  generator: reinhard\n")
+        apply_overrides(str(params), [settings(name, None, False)[1]])
+        assert yaml.safe_load(params.read_text())["generate"]["generator"] == name

@@ -34,8 +34,11 @@ OUT = paths.REPORTS / "generators"
 
 
 def settings(generator: str, diffusers_model: str | None, allow_paid: bool) -> list[str]:
-    """The `-S` overrides of one generator's experiment."""
-    out = ["-S", f"generate.generator={generator}"]
+    """The `-S` overrides of one generator's experiment.
+
+    The name is quoted for DVC's (Hydra's) override grammar, which would read a bare `null` as None.
+    """
+    out = ["-S", f"generate.generator='{generator}'"]
     if generator == "diffusers":
         if not diffusers_model:
             raise DermsynthError("compare-generators: diffusers needs --diffusers-model FOLDER (a saved pipeline)")
