@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+import pytest
+
 from dermsynth.analysis import recovery
+from dermsynth.core import paths
 
 
 def snapshot(generator: str, gain: tuple[float, float, float], collapse: bool = False) -> dict:
@@ -13,7 +17,8 @@ def snapshot(generator: str, gain: tuple[float, float, float], collapse: bool = 
     tests = [
         {"direction": "light_to_dark", "condition": "psoriasis", "group": group, "n": 20, "acc_seed": 0.5,
          "acc_synthetic_and_seed": 0.5 + point, "difference": point, "difference_low": low, "difference_high": high,
-         "bal_acc_difference": -0.01, "bal_acc_diff_low": -0.03, "bal_acc_diff_high": 0.01}
+         "bal_acc_difference": -0.01, "bal_acc_diff_low": -0.03, "bal_acc_diff_high": 0.01, "p_holm": 0.5,
+         "bal_acc_p_holm": 0.5}
         for group in ("III-IV", "V-VI")
     ]  # fmt: skip
     versus_fitz = [{**t, "arm": "synthetic_and_seed", "difference": point + 0.1} for t in tests]
@@ -84,3 +89,35 @@ def test_every_generator_name_reaches_params_yaml_as_a_string(tmp_path):
         params.write_text("generate:\n  generator: reinhard\n")
         apply_overrides(str(params), [settings(name, None, False)[1]])
         assert yaml.safe_load(params.read_text())["generate"]["generator"] == name
+
+
+def test_the_finding_names_a_null_control_that_gains():
+    fooled = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), snapshot("null", (0.2, 0.05, 0.3))])
+    text = " ".join(recovery.finding(fooled))
+    assert "does not separate the controls" in text
+    assert '"gains" in 1 of 1 pairs' in text
+    clean = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), snapshot("null", (0.0, -0.1, 0.1))])
+    assert "the measure separates them" in " ".join(recovery.finding(clean))
+    assert recovery.finding(recovery.table([snapshot("oracle", (0.3, 0.1, 0.5))])) == []  # no null control
+
+
+def test_tables_only_rebuilds_the_tables_from_stored_snapshots(workdir, params):
+    from dermsynth import compare_cli
+    from dermsynth.core import files
+    from dermsynth.core.errors import DermsynthError
+
+    with pytest.raises(DermsynthError, match=r"no snapshot for oracle.*run without --tables-only first"):
+        compare_cli.main(params, ["oracle"], None, False, tables_only=True)
+    for name, gain in (("oracle", (0.3, 0.1, 0.5)), ("null", (0.2, 0.05, 0.3))):
+        made = {"condition": "Psoriasis", "group": "V-VI", "kid": 0.01, "kid_se": 0.001, "in_band": 1.0,
+                "seed_diversity": 0.1, "distance_to_seed": 0.2}  # fmt: skip
+        snap = snapshot(name, gain) | {"quality": {"cells": [made]}, "usd": 0.0, "generate_s": 0.0, "cached": True}
+        for group in ("III-IV", "V-VI"):
+            cell = {"n": 20, "acc": 0.8, "wilson_low": 0.6, "wilson_high": 0.9, "bal_acc": 0.5, "collapse": False}
+            snap["arms"][f"light_to_dark/psoriasis/synthetic_and_seed/{group}"] = cell
+        snap |= {"signal": {}, "embedded": {"tone_shift": 1.0, "contrast": [0.2, 0.9], "mimicry": 0.5}}
+        files.write_json(compare_cli.OUT / f"{name}.json", snap)
+    assert compare_cli.main(params, ["oracle", "null"], None, False, tables_only=True) == 0
+    assert "does not separate the controls" in paths.RECOVERY.read_text()
+    names = pd.read_csv(paths.RECOVERY_TABLE, keep_default_na=False)["generator"]  # pandas reads "null" as NaN
+    assert list(names) == ["oracle", "null"]

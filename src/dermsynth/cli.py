@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     compare.add_argument("--diffusers-model", default=None, help="a diffusers inpainting pipeline folder")
     compare.add_argument("--allow-paid", action="store_true", help="let openai pay for images not in its cache")
+    compare.add_argument(
+        "--tables-only", action="store_true",
+        help="no experiment: rebuild comparison and recovery tables from the snapshots an earlier run stored",
+    )  # fmt: skip
     seeds = sub.add_parser(
         "seeds",
         help="seed annotations (crop, mask, body part, noun) for the prompts",
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tune":
             return module.main(params, args.trials, args.storage, args.study_name) or 0
         if args.command == "compare-generators":
-            return module.main(params, args.generators, args.diffusers_model, args.allow_paid)
+            return module.main(params, args.generators, args.diffusers_model, args.allow_paid, args.tables_only)
         if args.command == "gate":
             return module.main(params, args.baseline, args.metrics, args.update) or 0
         if args.command == "features":

@@ -127,7 +127,8 @@ def write_recovery(snapshots: list[dict], params: Params) -> None:
     print(f"compare-generators: wrote {paths.RECOVERY}; `dvc repro` puts it into reports/report.md (stage report)")
 
 
-def main(params: Params, generators: list[str], diffusers_model: str | None, allow_paid: bool) -> int:
+def run_all(generators: list[str], diffusers_model: str | None, allow_paid: bool) -> list[dict]:
+    """Each generator's experiment and snapshot; the workspace's params.yaml and dvc.lock put back at the end."""
     overrides = {g: settings(g, diffusers_model, allow_paid) for g in generators}  # all checked before any run
     saved = {p: p.read_bytes() for p in (Path("params.yaml"), Path("dvc.lock")) if p.exists()}
     snapshots = []
@@ -139,13 +140,29 @@ def main(params: Params, generators: list[str], diffusers_model: str | None, all
             snapshots.append(snap)
     finally:
         restore(saved)
+    return snapshots
+
+
+def stored(generators: list[str]) -> list[dict]:
+    """The snapshots an earlier run wrote (--tables-only: the tables again, no experiment)."""
+    missing = [g for g in generators if not (OUT / f"{g}.json").exists()]
+    if missing:
+        raise DermsynthError(
+            f"compare-generators --tables-only: no snapshot for {', '.join(missing)} in {OUT}; run without "
+            "--tables-only first"
+        )
+    return [files.read_json(OUT / f"{g}.json") for g in generators]
+
+
+def main(
+    params: Params, generators: list[str], diffusers_model: str | None, allow_paid: bool, tables_only: bool = False
+) -> int:
+    snapshots = stored(generators) if tables_only else run_all(generators, diffusers_model, allow_paid)
     table = comparison(snapshots)
     files.write_csv(OUT / "comparison.csv", table)
     data = (
-        "the embedded dataset (simulated images) and a backbone with seeded random weights"
-        if params.dataset.root == str(paths.EMBEDDED) and params.features.weights == "none"
-        else f"{params.dataset.root}, backbone weights {params.features.weights}"
-    )
+        "the embedded dataset (simulated images)" if params.dataset.root == str(paths.EMBEDDED) else params.dataset.root
+    ) + f", backbone {params.features.backbone} with weights {params.features.weights}"
     files.write_text(OUT / "comparison.md", markdown(table, data))
     print(markdown(table, data))
     write_recovery(snapshots, params)

@@ -26,7 +26,7 @@ ORDER = ("oracle", "tone_transfer", "reinhard", "null")  # positive control, rea
 COLUMNS = [
     "generator", "direction", "condition", "group", "n", "acc_seed", "acc", "gain_vs_seed", "gain_vs_seed_low",
     "gain_vs_seed_high", "gain_vs_fitz_only", "gain_vs_fitz_only_low", "gain_vs_fitz_only_high",
-    "bal_acc_vs_seed", "bal_acc_vs_seed_low", "bal_acc_vs_seed_high", "collapse", "verdict",
+    "bal_acc_vs_seed", "bal_acc_vs_seed_low", "bal_acc_vs_seed_high", "collapse", "verdict", "bal_acc_verdict",
 ]  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def rows_of(snapshot: dict) -> list[dict]:
                 "bal_acc_vs_seed": test["bal_acc_difference"], "bal_acc_vs_seed_low": test["bal_acc_diff_low"],
                 "bal_acc_vs_seed_high": test["bal_acc_diff_high"], "collapse": bool(cell.get("collapse", False)),
                 "verdict": verdict(low, high),
+                "bal_acc_verdict": verdict(test["bal_acc_diff_low"], test["bal_acc_diff_high"]),
             }
         )  # fmt: skip
     return out
@@ -75,12 +76,43 @@ def table(snapshots: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([row for s in ordered for row in rows_of(s)], columns=COLUMNS)
 
 
-def counts(recovered: pd.DataFrame) -> dict[str, dict[str, int]]:
+def counts(recovered: pd.DataFrame, column: str = "verdict") -> dict[str, dict[str, int]]:
     """Per generator: how many (direction, condition) pairs show a gain over `seed`, a loss, or neither."""
     return {
-        str(g): {v: int((rows["verdict"] == v).sum()) for v in ("gain", "none shown", "loss")}
+        str(g): {v: int((rows[column] == v).sum()) for v in ("gain", "none shown", "loss")}
         for g, rows in recovered.groupby("generator", sort=False)
     }
+
+
+def finding(recovered: pd.DataFrame) -> list[str]:
+    """What the controls say about the measures themselves, from the counts (empty without both controls).
+
+    The null's images carry nothing about the label, so any "gain" it shows is what the measure
+    reports for nothing: here, the shift of the head's prior toward the augmented condition that
+    any one-label augmentation at the far tone teaches. The finding names it when it happens.
+    """
+    by_acc, by_bal = counts(recovered), counts(recovered, "bal_acc_verdict")
+    if not {"oracle", "null"} <= set(by_acc):
+        return []
+    pairs = sum(by_acc["null"].values())
+    if by_acc["null"]["gain"] == 0:
+        return [
+            f"**Finding.** The null control shows no gain in the condition's accuracy in any of {pairs} pairs, "
+            f"and the oracle shows one in {by_acc['oracle']['gain']}: the measure separates them."
+        ]
+    return [
+        f"**Finding: the condition-accuracy gain does not separate the controls.** The null control, whose images "
+        f'carry no information about the label, "gains" in {by_acc["null"]["gain"]} of {pairs} pairs; the oracle '
+        f"in {by_acc['oracle']['gain']}. Adding synthetic images of one condition at the far skin tone, whatever they "
+        'show, teaches the head "this tone -> this condition": the condition\'s accuracy rises with the share of '
+        "the group's predictions that go to it (the collapse rules flag most of these cells). On the group's "
+        f"balanced accuracy, which such a shift cannot raise, the oracle gains in {by_bal['oracle']['gain']} of "
+        f"{pairs} pairs and loses in {by_bal['oracle']['loss']}; the null gains in {by_bal['null']['gain']} and "
+        f"loses in {by_bal['null']['loss']}. So at this dose the pipeline cannot show the oracle's benefit apart "
+        "from the prior shift. What limits it: every arm adds images of one label at one tone. A measure that a "
+        "shift of the prior leaves unchanged (the condition's one-vs-rest AUC, which needs every class's "
+        "probability in predictions.csv) or augmenting every condition at the far tone would separate them."
+    ]
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -126,8 +158,17 @@ def markdown(recovered: pd.DataFrame, planted_text: str, level: str) -> str:
             f"{_interval(r.bal_acc_vs_seed, r.bal_acc_vs_seed_low, r.bal_acc_vs_seed_high)} | "
             f"{'yes' if r.collapse else 'no'} |"
         )
-    lines += ["", "**Recovered** (gain over `seed`, interval above 0 / across 0 / below 0, of the pairs):", ""]
+    lines += [
+        "",
+        "**Recovered**: pairs whose interval against `seed` lies above 0 / across 0 / below 0, in the condition's "
+        "accuracy; then in the group's balanced accuracy:",
+        "",
+    ]
+    by_bal = counts(recovered, "bal_acc_verdict")
     for generator, c in counts(recovered).items():
-        total = sum(c.values())
-        lines.append(f"- `{generator}`: {c['gain']} / {c['none shown']} / {c['loss']} of {total}")
-    return "\n".join(lines) + "\n"
+        b = by_bal[generator]
+        lines.append(
+            f"- `{generator}`: {c['gain']} / {c['none shown']} / {c['loss']} of {sum(c.values())}; balanced "
+            f"accuracy {b['gain']} / {b['none shown']} / {b['loss']}"
+        )
+    return "\n".join([*lines, "", *finding(recovered)]) + "\n"
