@@ -34,8 +34,11 @@ def timed_run(args: list[str]) -> tuple[list[tuple[str, float]], float, int]:
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
-            if match := STAGE.match(line):
-                starts.append((match.group(1), time.perf_counter() - start))
+            # a progress bar redraws with carriage returns and no newline, so a stage's first line can
+            # follow the last bar of the previous stage on the same line: match each redrawn segment
+            for segment in line.split("\r"):
+                if match := STAGE.match(segment):
+                    starts.append((match.group(1), time.perf_counter() - start))
     return starts, time.perf_counter() - start, proc.returncode
 
 
