@@ -28,6 +28,7 @@ from dermsynth.analysis.generators import comparison, markdown
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
+from dermsynth.generators.controls import is_embedded
 from dermsynth.views.figures import confidence
 
 OUT = paths.REPORTS / "generators"
@@ -114,7 +115,7 @@ def restore(saved: dict[Path, bytes]) -> None:
 
 def write_recovery(snapshots: list[dict], params: Params) -> None:
     """reports/generators/recovery.{csv,md}: what the pipeline recovers (embedded data only: real data plant none)."""
-    if not snapshots or params.dataset.root != str(paths.EMBEDDED):
+    if not snapshots or not is_embedded(params):
         return
     recovered = recovery.table(snapshots)
     files.write_csv(paths.RECOVERY_TABLE, recovered)
@@ -161,7 +162,7 @@ def main(
     table = comparison(snapshots)
     files.write_csv(OUT / "comparison.csv", table)
     data = (
-        "the embedded dataset (simulated images)" if params.dataset.root == str(paths.EMBEDDED) else params.dataset.root
+        "the embedded dataset (simulated images)" if is_embedded(params) else params.dataset.root
     ) + f", backbone {params.features.backbone} with weights {params.features.weights}"
     files.write_text(OUT / "comparison.md", markdown(table, data))
     print(markdown(table, data))
