@@ -204,3 +204,41 @@ def test_signal_is_the_near_far_gap_of_balanced_accuracy_with_an_interval():
     assert got["gap"] == pytest.approx(1 - 5 / 12)
     assert got["gap_low"] <= got["gap"] <= got["gap_high"]
     assert got["gap_low"] > 0  # ten far images that far from the near ones
+
+
+def probabilities(logits: np.ndarray, repeats: int = 2) -> pd.DataFrame:
+    """A prediction table with every class's probability (softmax of ``logits``), as `train` writes it."""
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    frame = table([CLASSES[i] for i in probs.argmax(1)], repeats)
+    for k, name in enumerate(CLASSES):
+        frame[f"prob_{name.lower()}"] = np.tile(probs[:, k], repeats)
+    return frame
+
+
+def test_a_shift_of_the_prior_raises_accuracy_but_not_the_auc():
+    """Adding a constant to A's logit (what one-label augmentation at one tone teaches) calls A more often,
+    and leaves the ranking of images by A's probability, so A's AUC, exactly as it was."""
+    from dermsynth.analysis.compare import paired_auc
+
+    logits = np.random.default_rng(0).normal(size=(len(TRUTH), 3))
+    logits[:4, 0] += 1.0  # A's images lean toward A
+    shifted = logits + np.array([2.0, 0.0, 0.0])
+    reference, arm = probabilities(logits), probabilities(shifted)
+    assert arm["correct"][arm["label"] == "A"].mean() > reference["correct"][reference["label"] == "A"].mean()
+    same = paired_auc(reference, arm, "A", 1.959964)
+    assert same["auc_difference"] == pytest.approx(0.0, abs=1e-6)
+    assert same["auc_diff_low"] == pytest.approx(0.0, abs=1e-6)
+    assert same["auc_diff_high"] == pytest.approx(0, abs=1e-6)
+    sharper = logits.copy()
+    sharper[:4, 0] += 3.0  # A's images told apart better: a real gain in AUC
+    better = paired_auc(reference, probabilities(sharper), "A", 1.959964)
+    assert better["auc_difference"] > 0
+    assert better["auc_arm"] == pytest.approx(1.0)
+
+
+def test_auc_needs_every_class_probability():
+    from dermsynth.analysis.compare import paired_auc
+    from dermsynth.core.errors import DermsynthError
+
+    with pytest.raises(DermsynthError, match=r"no column 'prob_a'.*re-run `dvc repro`"):
+        paired_auc(table(FITZ_ONLY), table(FITZ_ONLY), "A", 1.96)

@@ -11,14 +11,20 @@ from dermsynth.analysis import recovery
 from dermsynth.core import paths
 
 
-def snapshot(generator: str, gain: tuple[float, float, float], collapse: bool = False) -> dict:
+def snapshot(
+    generator: str,
+    gain: tuple[float, float, float],
+    collapse: bool = False,
+    auc: tuple[float, float, float] = (0.0, -0.02, 0.02),
+) -> dict:
     """One generator's snapshot with light_to_dark psoriasis tested on III-IV and V-VI (the far group)."""
     point, low, high = gain
     tests = [
         {"direction": "light_to_dark", "condition": "psoriasis", "group": group, "n": 20, "acc_seed": 0.5,
          "acc_synthetic_and_seed": 0.5 + point, "difference": point, "difference_low": low, "difference_high": high,
          "bal_acc_difference": -0.01, "bal_acc_diff_low": -0.03, "bal_acc_diff_high": 0.01, "p_holm": 0.5,
-         "bal_acc_p_holm": 0.5}
+         "bal_acc_p_holm": 0.5, "auc_reference": 0.8, "auc_arm": 0.8 + auc[0], "auc_difference": auc[0],
+         "auc_diff_low": auc[1], "auc_diff_high": auc[2]}
         for group in ("III-IV", "V-VI")
     ]  # fmt: skip
     versus_fitz = [{**t, "arm": "synthetic_and_seed", "difference": point + 0.1} for t in tests]
@@ -42,9 +48,10 @@ def test_a_snapshot_without_intervals_says_not_available():
     old = snapshot("tone_transfer", (0.1, 0.0, 0.2))
     for t in old["synthetic_vs_seed"]:
         del t["difference_low"], t["difference_high"]
+        del t["auc_diff_low"], t["auc_diff_high"]
     del old["paired_tests"]
     row = recovery.table([old]).iloc[0]
-    assert row["verdict"] == "n/a"
+    assert row["verdict"] == row["auc_verdict"] == "n/a"
     assert math.isnan(row["gain_vs_fitz_only"])
 
 
@@ -57,8 +64,10 @@ def test_the_section_states_what_was_planted_and_what_was_recovered():
     assert "gap 0.200 [0.150, 0.250]" in text
     assert "`embedded.tone_shift` 1.0" in text
     assert "| oracle | light_to_dark | psoriasis | V-VI | 20 | 0.500 -> 0.800 | +0.300 [+0.100, +0.500] |" in text
-    assert "- `oracle`: 1 / 0 / 0 of 1" in text
-    assert "- `null`: 0 / 1 / 0 of 1" in text
+    summary = "- `oracle` (of 1): condition accuracy 1 / 0 / 0; balanced accuracy 0 / 1 / 0; condition AUC 0 / 1 / 0"
+    assert summary in text
+    assert "- `null` (of 1): condition accuracy 0 / 1 / 0" in text
+    assert "| 0.800 -> 0.800 | +0.000 [-0.020, +0.020] | no |" in text  # the AUC columns, then the collapse flag
     assert recovery.markdown(recovery.table([]), planted, "95%") == ""
 
 
@@ -91,14 +100,20 @@ def test_every_generator_name_reaches_params_yaml_as_a_string(tmp_path):
         assert yaml.safe_load(params.read_text())["generate"]["generator"] == name
 
 
-def test_the_finding_names_a_null_control_that_gains():
-    fooled = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), snapshot("null", (0.2, 0.05, 0.3))])
-    text = " ".join(recovery.finding(fooled))
-    assert "does not separate the controls" in text
-    assert '"gains" in 1 of 1 pairs' in text
-    clean = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), snapshot("null", (0.0, -0.1, 0.1))])
-    assert "the measure separates them" in " ".join(recovery.finding(clean))
-    assert recovery.finding(recovery.table([snapshot("oracle", (0.3, 0.1, 0.5))])) == []  # no null control
+def test_the_finding_says_which_measures_tell_the_controls_apart():
+    oracle = snapshot("oracle", (0.3, 0.1, 0.5), auc=(0.05, 0.01, 0.09))
+    shifted = snapshot("null", (0.2, 0.05, 0.3))  # gains in accuracy by a prior shift, none in AUC
+    text = "\n".join(recovery.finding(recovery.table([oracle, shifted])))
+    assert "- condition accuracy: null 1, oracle 1: does not separate them" in text
+    assert "- condition AUC: null 0, oracle 1: separates them" in text
+    assert "a shift of the prior" in text
+    assert "Read the real generators on what separates the controls: condition AUC." in text
+    neither = recovery.table([snapshot("oracle", (0.3, 0.1, 0.5)), shifted])  # the oracle gains no AUC either
+    assert "No measure separates the controls" in "\n".join(recovery.finding(neither))
+    clean = "\n".join(recovery.finding(recovery.table([oracle, snapshot("null", (0.0, -0.1, 0.1))])))
+    assert "a shift of the prior" not in clean
+    assert "what separates the controls: condition accuracy, condition AUC." in clean
+    assert recovery.finding(recovery.table([oracle])) == []  # no null control
 
 
 def test_tables_only_rebuilds_the_tables_from_stored_snapshots(workdir, params):
@@ -118,6 +133,6 @@ def test_tables_only_rebuilds_the_tables_from_stored_snapshots(workdir, params):
         snap |= {"signal": {}, "embedded": {"tone_shift": 1.0, "contrast": [0.2, 0.9], "mimicry": 0.5}}
         files.write_json(compare_cli.OUT / f"{name}.json", snap)
     assert compare_cli.main(params, ["oracle", "null"], None, False, tables_only=True) == 0
-    assert "does not separate the controls" in paths.RECOVERY.read_text()
+    assert "condition accuracy: null 1, oracle 1: does not separate them" in paths.RECOVERY.read_text()
     names = pd.read_csv(paths.RECOVERY_TABLE, keep_default_na=False)["generator"]  # pandas reads "null" as NaN
     assert list(names) == ["oracle", "null"]

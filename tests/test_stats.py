@@ -158,3 +158,19 @@ def test_dose_trend_degenerate_inputs_give_nan_not_errors():
     assert math.isnan(one_cluster["p"])
     with pytest.raises(ValueError, match="length"):
         dose_trend([1, 0], [0, 2], [0], Z)
+
+
+def test_weighted_auc_equals_sklearn_with_ties_and_with_resampling_weights():
+    from sklearn.metrics import roc_auc_score
+
+    from dermsynth.analysis.stats import bootstrap_weights, weighted_auc
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, 40) / 5  # few distinct values: many ties
+    positive = rng.random(40) < 0.3
+    assert weighted_auc(scores, positive, np.ones((1, 40)))[0] == pytest.approx(roc_auc_score(positive, scores))
+    weights = bootstrap_weights(40, 5, seed=1)
+    for w, got in zip(weights, weighted_auc(scores, positive, weights), strict=True):
+        picked = np.repeat(np.arange(40), w.astype(int))  # the resample, each image as often as it was drawn
+        assert got == pytest.approx(roc_auc_score(positive[picked], scores[picked]))
+    assert math.isnan(weighted_auc(scores, np.zeros(40, bool), np.ones((1, 40)))[0])  # no positive image

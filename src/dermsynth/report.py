@@ -192,7 +192,10 @@ def render(params: Params) -> str:
         f"accuracy over all conditions, its difference with a {level} interval and a two-sided p from a paired "
         "bootstrap over the group's images (both arms resampled with the same images, each image keeping all its "
         "repeats; balanced accuracy is a mean of per-class recalls, which McNemar cannot test), Holm over its own "
-        "family.",
+        "family. Last: the condition's one-vs-rest AUC in the group (images ranked by the repeats' mean probability "
+        "for the condition), with the same paired bootstrap. Calling the condition more often, which any images of "
+        "it at this tone teach, raises its accuracy but not its AUC: a gain in AUC means its images were told apart "
+        "better.",
         "",
         central_table(central, level),
         "",

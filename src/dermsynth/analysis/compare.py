@@ -14,7 +14,11 @@ Arms and doses are scored on the same test images, so they are compared paired:
   conditions) with a paired bootstrap over images: balanced accuracy is a mean of per-class
   recalls, not a sum of independent per-image outcomes, so McNemar cannot test it; resampling
   the images with identical weights for both arms keeps the pairing. Holm again over its
-  family.
+  family. Beside both, the condition's one-vs-rest AUC in the group (the repeats' mean
+  probability for the condition ranks the images), its difference and a paired bootstrap
+  (`paired_auc`): a shift of the head's prior toward the augmented condition raises its accuracy
+  but leaves its AUC unchanged, so the AUC tells a better description of the condition from a
+  condition called more often (the `null` control does the latter).
 - **Dose trend**: logistic regression of per-prediction correctness on log2(1 + dose) over
   dose 0 (the seeds alone) and every dose level, with standard errors clustered by image
   (each image is scored at every dose and in every repeat, so predictions are not
@@ -40,11 +44,12 @@ from dermsynth.analysis.stats import (
     mcnemar_exact,
     paired_counts,
     percentile_interval,
+    weighted_auc,
 )
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
-from dermsynth.core.study import DIRECTIONS, load_conditions, slug
+from dermsynth.core.study import DIRECTIONS, load_conditions, prob_column, slug
 
 
 class UnpairedPredictions(DermsynthError, ValueError):
@@ -151,8 +156,48 @@ def paired_balanced_accuracy(
     }
 
 
+def mean_probability(preds: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Per image: the true label and the model's probability for ``label``, averaged over the repeats (the ensemble)."""
+    column = prob_column(label)
+    if column not in preds.columns:
+        raise DermsynthError(
+            f"predictions.csv has no column {column!r}: it was written before every class's probability was "
+            "recorded; re-run `dvc repro`"
+        )
+    return preds.groupby("md5hash").agg(label=("label", "first"), score=(column, "mean")).sort_index()
+
+
+def paired_auc(reference: pd.DataFrame, arm: pd.DataFrame, label: str, z: float) -> dict[str, float]:
+    """The condition's one-vs-rest AUC for two arms on the same images, its difference and a paired bootstrap.
+
+    Why AUC beside accuracy: adding images of one condition at one skin tone moves the head's prior
+    toward that condition for every image of that tone. That raises the condition's accuracy whatever
+    the images show (the `null` control does it), but it adds about the same amount to the
+    condition's logit for every image of the group, which leaves the ranking of images by the
+    condition's probability, and so its AUC, unchanged. A gain in AUC means the images of the
+    condition were told apart from the others better, not just called that condition more often.
+    """
+    a, b = mean_probability(reference, label), mean_probability(arm, label)
+    if not a.index.equals(b.index):
+        raise UnpairedPredictions(f"AUC of {label}: the two arms")
+    positive = (a["label"] == label).to_numpy()
+    ones = np.ones((1, len(a)))
+    weights = bootstrap_weights(len(a), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED)
+    diffs = weighted_auc(b["score"], positive, weights) - weighted_auc(a["score"], positive, weights)
+    low, high = percentile_interval(diffs, z)
+    auc_ref, auc_arm = weighted_auc(a["score"], positive, ones)[0], weighted_auc(b["score"], positive, ones)[0]
+    return {
+        "auc_reference": float(auc_ref),
+        "auc_arm": float(auc_arm),
+        "auc_difference": float(auc_arm - auc_ref),
+        "auc_diff_low": low,
+        "auc_diff_high": high,
+        "auc_p": bootstrap_p(diffs),
+    }
+
+
 def synthetic_vs_seed(params: Params) -> pd.DataFrame:
-    """`synthetic_and_seed` against `seed`: McNemar on the condition, paired bootstrap of balanced accuracy."""
+    """`synthetic_and_seed` against `seed`: McNemar on the condition; paired bootstraps of balanced accuracy and AUC."""
     rows: list[dict] = []
     if not {"seed", "synthetic_and_seed"} <= set(params.train.arms):
         return pd.DataFrame(rows)
@@ -184,12 +229,14 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
                         "p": mcnemar_exact(b, c),
                         "n_group": int(in_group[0]["md5hash"].nunique()),
                         **paired_balanced_accuracy(*in_group, params.evaluate.z),
+                        **paired_auc(*in_group, label, params.evaluate.z),
                     }
                 )
     table = pd.DataFrame(rows)
     if not table.empty:
         table["p_holm"] = holm(table["p"].tolist())
         table["bal_acc_p_holm"] = holm(table["bal_acc_p"].tolist())
+        table["auc_p_holm"] = holm(table["auc_p"].tolist())
     return table
 
 

@@ -100,6 +100,8 @@ def test_metrics(tables: dict[str, pd.DataFrame]) -> dict[str, float]:
                 f"synthetic_vs_seed/bal_acc_diff/{key}": r["bal_acc_difference"],
                 f"synthetic_vs_seed/bal_acc_p/{key}": r["bal_acc_p"],
                 f"synthetic_vs_seed/bal_acc_p_holm/{key}": r["bal_acc_p_holm"],
+                f"synthetic_vs_seed/auc_diff/{key}": r["auc_difference"],
+                f"synthetic_vs_seed/auc_p_holm/{key}": r["auc_p_holm"],
             }
         )
     for r in tables.get("arms", pd.DataFrame()).to_dict("records"):

@@ -11,7 +11,9 @@ measures what it claims; the real generators (`tone_transfer`, `reinhard`, ...) 
 Per generator, direction and augmented condition, on the far group (the seeds' skin types,
 the group the synthetic images are for): the gain of `synthetic_and_seed` over `seed` and over
 `fitz_only` in the condition's accuracy (paired bootstrap over images, majority over repeats,
-as the paired tests), with what it did to the group's balanced accuracy and the collapse flag.
+as the paired tests), with what it did to the group's balanced accuracy, the change in the
+condition's one-vs-rest AUC (which a shift of the prior toward the condition cannot raise) and the
+collapse flag. `finding` says which of the three measures tell the controls apart.
 """
 
 from __future__ import annotations
@@ -26,8 +28,14 @@ ORDER = ("oracle", "tone_transfer", "reinhard", "null")  # positive control, rea
 COLUMNS = [
     "generator", "direction", "condition", "group", "n", "acc_seed", "acc", "gain_vs_seed", "gain_vs_seed_low",
     "gain_vs_seed_high", "gain_vs_fitz_only", "gain_vs_fitz_only_low", "gain_vs_fitz_only_high",
-    "bal_acc_vs_seed", "bal_acc_vs_seed_low", "bal_acc_vs_seed_high", "collapse", "verdict", "bal_acc_verdict",
+    "bal_acc_vs_seed", "bal_acc_vs_seed_low", "bal_acc_vs_seed_high", "auc_seed", "auc", "auc_vs_seed",
+    "auc_vs_seed_low", "auc_vs_seed_high", "collapse", "verdict", "bal_acc_verdict", "auc_verdict",
 ]  # fmt: skip
+MEASURES = {  # verdict column -> what it measures, in the order the summaries give them
+    "verdict": "condition accuracy",
+    "bal_acc_verdict": "balanced accuracy",
+    "auc_verdict": "condition AUC",
+}
 
 
 def verdict(low: float, high: float) -> str:
@@ -64,9 +72,23 @@ def rows_of(snapshot: dict) -> list[dict]:
                 "bal_acc_vs_seed_high": test["bal_acc_diff_high"], "collapse": bool(cell.get("collapse", False)),
                 "verdict": verdict(low, high),
                 "bal_acc_verdict": verdict(test["bal_acc_diff_low"], test["bal_acc_diff_high"]),
+                **_auc(test),
             }
         )  # fmt: skip
     return out
+
+
+def _auc(test: dict) -> dict:
+    """The AUC columns of one row; NaN (verdict n/a) for snapshots made before AUCs were recorded."""
+    low, high = test.get("auc_diff_low", math.nan), test.get("auc_diff_high", math.nan)
+    return {
+        "auc_seed": test.get("auc_reference", math.nan),
+        "auc": test.get("auc_arm", math.nan),
+        "auc_vs_seed": test.get("auc_difference", math.nan),
+        "auc_vs_seed_low": low,
+        "auc_vs_seed_high": high,
+        "auc_verdict": verdict(low, high),
+    }
 
 
 def table(snapshots: list[dict]) -> pd.DataFrame:
@@ -84,35 +106,51 @@ def counts(recovered: pd.DataFrame, column: str = "verdict") -> dict[str, dict[s
     }
 
 
+def separates(by: dict[str, dict[str, int]]) -> bool:
+    """A measure tells the controls apart when the null (true gain 0) gains nowhere and the oracle gains somewhere."""
+    return by["null"]["gain"] == 0 and by["oracle"]["gain"] > 0
+
+
 def finding(recovered: pd.DataFrame) -> list[str]:
     """What the controls say about the measures themselves, from the counts (empty without both controls).
 
-    The null's images carry nothing about the label, so any "gain" it shows is what the measure
+    The null's images carry nothing about the label, so any "gain" it shows is what a measure
     reports for nothing: here, the shift of the head's prior toward the augmented condition that
-    any one-label augmentation at the far tone teaches. The finding names it when it happens.
+    any one-label augmentation at the far tone teaches. The oracle's gain is real. A measure is to
+    be read for the real generators only where it finds the oracle's gain and not the null's.
     """
-    by_acc, by_bal = counts(recovered), counts(recovered, "bal_acc_verdict")
-    if not {"oracle", "null"} <= set(by_acc):
+    if not {"oracle", "null"} <= set(recovered["generator"]):
         return []
-    pairs = sum(by_acc["null"].values())
-    if by_acc["null"]["gain"] == 0:
-        return [
-            f"**Finding.** The null control shows no gain in the condition's accuracy in any of {pairs} pairs, "
-            f"and the oracle shows one in {by_acc['oracle']['gain']}: the measure separates them."
-        ]
-    return [
-        f"**Finding: the condition-accuracy gain does not separate the controls.** The null control, whose images "
-        f'carry no information about the label, "gains" in {by_acc["null"]["gain"]} of {pairs} pairs; the oracle '
-        f"in {by_acc['oracle']['gain']}. Adding synthetic images of one condition at the far skin tone, whatever they "
-        'show, teaches the head "this tone -> this condition": the condition\'s accuracy rises with the share of '
-        "the group's predictions that go to it (the collapse rules flag most of these cells). On the group's "
-        f"balanced accuracy, which such a shift cannot raise, the oracle gains in {by_bal['oracle']['gain']} of "
-        f"{pairs} pairs and loses in {by_bal['oracle']['loss']}; the null gains in {by_bal['null']['gain']} and "
-        f"loses in {by_bal['null']['loss']}. So at this dose the pipeline cannot show the oracle's benefit apart "
-        "from the prior shift. What limits it: every arm adds images of one label at one tone. A measure that a "
-        "shift of the prior leaves unchanged (the condition's one-vs-rest AUC, which needs every class's "
-        "probability in predictions.csv) or augmenting every condition at the far tone would separate them."
+    by = {column: counts(recovered, column) for column in MEASURES if recovered[column].ne("n/a").any()}
+    pairs = sum(by["verdict"]["null"].values())
+    lines = [
+        "**Finding: which measures tell the controls apart.** Pairs (of "
+        f"{pairs}) whose interval against `seed` lies above 0, for the null control (true gain 0) and the oracle "
+        "(a perfect generator):",
+        "",
     ]
+    for column, c in by.items():
+        verdict_text = "separates them" if separates(c) else "does not separate them"
+        lines.append(f"- {MEASURES[column]}: null {c['null']['gain']}, oracle {c['oracle']['gain']}: {verdict_text}")
+    lines.append("")
+    if by["verdict"]["null"]["gain"]:
+        lines.append(
+            "The null's gains in the condition's accuracy are a shift of the prior: adding images of one condition "
+            'at the far skin tone, whatever they show, teaches the head "this tone -> this condition", so the '
+            "condition's accuracy rises with the share of the group's predictions that go to it (the collapse rules "
+            "flag most of these cells), and the other conditions pay for it in balanced accuracy. The condition's "
+            "AUC ranks the group's images by the condition's probability, which such a shift leaves unchanged."
+        )
+    good = [MEASURES[column] for column, c in by.items() if separates(c)]
+    if good:
+        lines.append(f"Read the real generators on what separates the controls: {', '.join(good)}.")
+    else:
+        lines.append(
+            "No measure separates the controls at this dose, so the pipeline cannot show the oracle's benefit apart "
+            "from the prior shift here. What limits it: every arm adds images of one label at one tone, and the "
+            "far group's test images are few."
+        )
+    return lines
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -144,11 +182,12 @@ def markdown(recovered: pd.DataFrame, planted_text: str, level: str) -> str:
         "",
         f"Far group (the seeds' skin types). Gains in the augmented condition's accuracy with {level} paired "
         "bootstrap intervals over images; the balanced accuracy change (all conditions) is the cost or benefit "
-        "elsewhere; `collapse` marks a cell the collapse rules flag.",
+        "elsewhere; the condition's one-vs-rest AUC (images ranked by the repeats' mean probability for it) is "
+        "unchanged by a mere shift toward calling the condition; `collapse` marks a cell the collapse rules flag.",
         "",
         "| generator | direction | condition | FST | N | acc. seed -> synthetic_and_seed | gain vs seed | gain vs "
-        "fitz_only | bal. acc. vs seed | collapse |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "fitz_only | bal. acc. vs seed | AUC seed -> synthetic_and_seed | AUC vs seed | collapse |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in recovered.itertuples():
         lines.append(
@@ -156,19 +195,19 @@ def markdown(recovered: pd.DataFrame, planted_text: str, level: str) -> str:
             f"| {_interval(r.gain_vs_seed, r.gain_vs_seed_low, r.gain_vs_seed_high)} | "
             f"{_interval(r.gain_vs_fitz_only, r.gain_vs_fitz_only_low, r.gain_vs_fitz_only_high)} | "
             f"{_interval(r.bal_acc_vs_seed, r.bal_acc_vs_seed_low, r.bal_acc_vs_seed_high)} | "
+            f"{r.auc_seed:.3f} -> {r.auc:.3f} | {_interval(r.auc_vs_seed, r.auc_vs_seed_low, r.auc_vs_seed_high)} | "
             f"{'yes' if r.collapse else 'no'} |"
         )
     lines += [
         "",
-        "**Recovered**: pairs whose interval against `seed` lies above 0 / across 0 / below 0, in the condition's "
-        "accuracy; then in the group's balanced accuracy:",
+        "**Recovered**: pairs whose interval against `seed` lies above 0 / across 0 / below 0, per measure:",
         "",
     ]
-    by_bal = counts(recovered, "bal_acc_verdict")
-    for generator, c in counts(recovered).items():
-        b = by_bal[generator]
-        lines.append(
-            f"- `{generator}`: {c['gain']} / {c['none shown']} / {c['loss']} of {sum(c.values())}; balanced "
-            f"accuracy {b['gain']} / {b['none shown']} / {b['loss']}"
-        )
+    by = {column: counts(recovered, column) for column in MEASURES}
+    for generator in by["verdict"]:
+        parts = [
+            f"{MEASURES[column]} {c[generator]['gain']} / {c[generator]['none shown']} / {c[generator]['loss']}"
+            for column, c in by.items()
+        ]
+        lines.append(f"- `{generator}` (of {sum(by['verdict'][generator].values())}): {'; '.join(parts)}")
     return "\n".join([*lines, "", *finding(recovered)]) + "\n"

@@ -13,11 +13,12 @@
   and keeps dose 0 finite. The same test image is scored at every dose and in every repeat, so predictions are not
   independent: the slope's standard error is cluster-robust (sandwich, clustered by image id, with the usual
   small-sample factor G/(G-1)), and the test is a Wald z-test on that slope.
-* Bootstrap over images: metrics that are not a sum of independent per-image terms (balanced accuracy, macro-F1)
-  get percentile intervals from resampling the test images, each image keeping all its repeats. Two arms scored on
-  the same images are compared with a *paired* bootstrap: each resample weights both arms' images identically, so
-  the pairing that McNemar exploits for plain accuracy is kept. Its p-value is the two-sided percentile p,
-  2 min(P(d <= 0), P(d >= 0)) over the resampled differences d, with the usual +1 correction (never 0).
+* Bootstrap over images: metrics that are not a sum of independent per-image terms (balanced accuracy, macro-F1,
+  one-vs-rest AUC) get percentile intervals from resampling the test images, each image keeping all its repeats.
+  Two arms scored on the same images are compared with a *paired* bootstrap: each resample weights both arms'
+  images identically, so the pairing that McNemar exploits for plain accuracy is kept. Its p-value is the
+  two-sided percentile p, 2 min(P(d <= 0), P(d >= 0)) over the resampled differences d, with the usual +1
+  correction (never 0).
 """
 
 from __future__ import annotations
@@ -111,6 +112,29 @@ def bootstrap_p(differences: ArrayLike) -> float:
     below = (1 + np.sum(d <= 0)) / (d.size + 1)
     above = (1 + np.sum(d >= 0)) / (d.size + 1)
     return float(min(1.0, 2.0 * min(below, above)))
+
+
+def weighted_auc(scores: ArrayLike, positive: ArrayLike, weights: np.ndarray) -> np.ndarray:
+    """One-vs-rest ROC AUC of ``scores`` for each row of (draws, n) ``weights``: P(score+ > score-), ties count 1/2.
+
+    With integer bootstrap weights this is the AUC of each resample (an image drawn twice counts
+    twice), so a paired bootstrap of two arms' AUCs is two calls with the same weights. Ranking is
+    done once over the distinct scores; each resample then costs two matrix products, not a sort.
+    NaN where a resample has no positive or no negative image.
+    """
+    s = np.asarray(scores, dtype=float)
+    pos = np.asarray(positive, dtype=bool)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    _, level = np.unique(s, return_inverse=True)  # level[i]: rank of image i's score among the distinct scores
+    onehot = np.zeros((s.size, int(level.max(initial=-1)) + 1))
+    onehot[np.arange(s.size), level] = 1.0
+    neg_at = (w * ~pos) @ onehot  # (draws, levels): negative weight at each score
+    pos_at = (w * pos) @ onehot
+    below = np.cumsum(neg_at, axis=1) - neg_at  # negative weight strictly below each score
+    wins = np.sum(pos_at * (below + 0.5 * neg_at), axis=1)
+    pairs = pos_at.sum(1) * neg_at.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
 
 
 def _fit_logit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray | None:

@@ -19,6 +19,11 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
+def prob_column(label: str) -> str:
+    """predictions.csv's column of the model's probability for ``label`` (every class has one, for AUCs)."""
+    return f"prob_{slug(label)}"
+
+
 @cache
 def fitzpatrick_labels() -> frozenset[str]:
     """The 114 labels of fitzpatrick17k.csv (resources/fitzpatrick_labels.txt)."""

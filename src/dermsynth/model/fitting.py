@@ -22,6 +22,7 @@ from torch.utils.data import RandomSampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from dermsynth.core.config import Train
+from dermsynth.core.study import prob_column
 from dermsynth.model.backbone import FC6_DIM, Head, mixed_product, standardisation
 from dermsynth.model.trainset import (
     FeatureStore,
@@ -245,6 +246,9 @@ def predict(model: Head, feats: FeatureStore, rows: pd.DataFrame, classes: list[
     out["pred"] = [classes[i] for i in logp.argmax(1).tolist()]
     out["prob_pred"] = logp.max(1).values.exp().numpy().round(5)
     out["correct"] = out["pred"] == out["label"]
+    probs = logp.exp().numpy().round(5)
+    for i, label in enumerate(classes):  # every class's probability: AUCs rank images by it
+        out[prob_column(label)] = probs[:, i]
     return out.reset_index(drop=True)
 
 

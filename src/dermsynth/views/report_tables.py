@@ -164,6 +164,16 @@ def central_table(tests: pd.DataFrame, level: str) -> str:
             ],
             "bootstrap p": tests["bal_acc_p"].map(fmt_p),
             "Holm p (bootstrap)": tests["bal_acc_p_holm"].map(fmt_p),
+            "condition AUC: seed -> synthetic": [
+                f"{a:.3f} -> {b:.3f}" for a, b in zip(tests["auc_reference"], tests["auc_arm"], strict=True)
+            ],
+            f"AUC difference [{level}]": [
+                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                for d, lo, hi in zip(
+                    tests["auc_difference"], tests["auc_diff_low"], tests["auc_diff_high"], strict=True
+                )
+            ],
+            "Holm p (AUC)": tests["auc_p_holm"].map(fmt_p),
         }
     )
     return shown.to_markdown(index=False)
