@@ -24,6 +24,7 @@ from dermsynth.core.config import Features, Params
 from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, build_backbone, file_digest
 from dermsynth.model.embedding import ImageViews
+from dermsynth.model.precision import cpu_bf16_units, resolve
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -77,15 +78,6 @@ def describe(device: torch.device) -> str:
     return f"{device.type} ({cpu_bf16_units()})" if device.type == "cpu" else device.type
 
 
-def cpu_bf16_units() -> str:
-    """The CPU's bfloat16 matrix units as Linux names them (amx_bf16, avx512_bf16), or none."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "bf16 units unknown"
-    return next((unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags), "no bf16 units")
-
-
 def main(params: Params, device: str | None = None) -> None:
     cfg = params.features
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
@@ -94,7 +86,9 @@ def main(params: Params, device: str | None = None) -> None:
     eval_index, views_index = inventory(splits, curated, params)
     frozen = build_backbone(cfg.backbone, cfg.weights, cfg.seed, cfg.crop)  # digest taken before any cast
     chosen = pick_device(device)
-    model = embedding.prepare(frozen.extractor, DTYPES[cfg.precision], chosen)
+    precision = resolve(cfg.precision, chosen)
+    print(f"features: {cfg.backbone} in {precision} on {describe(chosen)} (features.precision: {cfg.precision})")
+    model = embedding.prepare(frozen.extractor, DTYPES[precision], chosen)
     out = paths.FEATURES
     extract(model, [(Path(p), -1) for p in eval_index["path"]], cfg, out / "eval.npy", "features/eval", frozen.dim)
     items = [(Path(p), k) for p in views_index["path"] for k in range(cfg.views)]
@@ -110,7 +104,8 @@ def main(params: Params, device: str | None = None) -> None:
         {
             "backbone": cfg.backbone,
             "weights": cfg.weights,
-            "precision": cfg.precision,
+            "precision": precision,  # what was computed in; every later stage reads it here, not in params
+            "precision_setting": cfg.precision,  # as asked: auto picks bfloat16 only where the device has it natively
             "views": cfg.views,
             "crop": cfg.crop,
             "resize": cfg.resize,

@@ -35,6 +35,7 @@ from dermsynth.core.study import GROUPS
 from dermsynth.imaging.skin import group_ita_range, skin_ita
 from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, build_backbone, normalisation
+from dermsynth.model.precision import resolve
 
 
 def extractor(params: Params) -> tuple[torch.nn.Module, Callable, str]:
@@ -55,10 +56,11 @@ def extractor(params: Params) -> tuple[torch.nn.Module, Callable, str]:
         return net, transform, f"Inception-v3 pool features (2048-d) from {cfg.inception_weights}"
     feats = params.features
     frozen = build_backbone(feats.backbone, feats.weights, feats.seed, feats.crop)
-    net = embedding.prepare(frozen.extractor, DTYPES[feats.precision])
+    precision = resolve(feats.precision, torch.device("cpu"))
+    net = embedding.prepare(frozen.extractor, DTYPES[precision])
     layer = "fc6" if feats.backbone == "vgg16" else "pooled features"
     what = (f"{BACKBONES[feats.backbone]} {layer} ({frozen.dim}-d) of the study's frozen backbone "
-            f"(weights {feats.weights}, {feats.precision})")  # fmt: skip
+            f"(weights {feats.weights}, {precision})")  # fmt: skip
     return net, eval_transform(feats.resize, feats.crop, normalisation(feats.backbone)), what
 
 

@@ -144,6 +144,7 @@ def configuration_tags(params: Params, run: dict, info: dict, training: dict) ->
         "model": params.generate.model_name(),
         "backbone": f"{info['backbone']}:{info['weights']}",
         "device": str(info.get("device", "unknown")),
+        "precision": str(info.get("precision", "unknown")),  # as computed: features.precision auto resolves per device
         "git_commit": tracking.git_commit(),
         "stage": stage_of(run),
         "configuration": run["name"],

@@ -62,7 +62,7 @@ def main(params: Params, direction: str, condition: str | None, arm: str, dose: 
     out.mkdir(parents=True, exist_ok=True)
     seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeats = []
-    for r, (model, history) in enumerate(train_repeats(data, cfg, params.features.precision, seeds, name)):
+    for r, (model, history) in enumerate(train_repeats(data, cfg, data.precision, seeds, name)):
         predictions = predict(model, feats, scored, data.classes).assign(repeat=r)
         # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
         torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / f"head_r{r}.pt")

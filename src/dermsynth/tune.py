@@ -186,7 +186,7 @@ def objective(study: optuna.Study, data: RunData, params: Params, budget: int, l
             raise optuna.TrialPruned(f"surplus: the study's {budget} trials are taken")
         values = suggest(trial, params.tune)
         cfg = dataclasses.replace(params.train, **values)
-        _, history = train_once(data, cfg, params.features.precision, params.tune.seed)
+        _, history = train_once(data, cfg, data.precision, params.tune.seed)
         best = best_epoch(history)
         trial.set_user_attr("val_loss", best["val_loss"])
         trial.set_user_attr("best_epoch", best["epoch"])

@@ -313,8 +313,8 @@ class Params:
             problems.append("split.val_fraction must be in (0, 1)")
         if self.dataset.missing_images not in ("error", "drop"):
             problems.append("dataset.missing_images must be error or drop")
-        if self.features.precision not in ("float32", "bfloat16"):
-            problems.append("features.precision must be float32 or bfloat16")
+        if self.features.precision not in ("auto", "float32", "bfloat16"):
+            problems.append("features.precision must be auto, float32 or bfloat16")
         if self.quality.backbone not in ("features", "inception"):
             problems.append("quality.backbone must be features or inception")
         if self.quality.backbone == "inception" and not self.quality.inception_weights:

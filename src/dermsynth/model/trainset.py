@@ -32,6 +32,7 @@ class FeatureStore:
         fc7 = folder / "fc7.pt"  # VGG16's frozen fc7; the Lite models have no frozen layer after the cache
         self.fc7 = torch.load(fc7, weights_only=True) if fc7.exists() else None
         self.input_dropout = float(info.get("input_dropout", 0.5))
+        self.precision = str(info.get("precision", "float32"))  # the features' (fc7 and the head follow it)
 
     def train_views(self, keys: list[str]) -> torch.Tensor:
         """(N, views, 4096) float32 for training images."""
@@ -132,6 +133,7 @@ class RunData:
     y_val: torch.Tensor
     fc7: dict | None
     input_dropout: float
+    precision: str = "float32"  # the features' precision (info.json), which fc7 and the head's first product follow
 
 
 def load_run_data(
@@ -155,4 +157,5 @@ def load_run_data(
         y_val=torch.tensor([to_index[c] for c in val["label"]]),
         fc7=feats.fc7,
         input_dropout=feats.input_dropout,
+        precision=feats.precision,
     )
