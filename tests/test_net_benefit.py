@@ -147,27 +147,41 @@ def test_the_report_counts_each_rule_and_calls_no_flagged_cell_a_gain():
     assert [flag_text(r) for r in rows.to_dict("records")] == ["", "collapse (share)", "collapse (balanced)"]
 
 
-# --- the paired bootstrap of balanced accuracy (synthetic_and_seed vs seed) ------------------------------------
+# --- the paired difference in balanced accuracy (synthetic_and_seed vs seed) -------------------------------------
 
 
-def test_paired_bootstrap_of_identical_arms_is_null():
+def test_paired_difference_of_identical_arms_is_null():
     result = paired_balanced_accuracy(table(FITZ_ONLY, 2), table(FITZ_ONLY, 2), 1.959964)
     assert result["bal_acc_difference"] == 0
     assert (result["bal_acc_diff_low"], result["bal_acc_diff_high"]) == (0, 0)
     assert result["bal_acc_p"] == 1.0
 
 
-def test_paired_bootstrap_known_difference_and_p():
+def test_paired_difference_known_value_and_p():
     result = paired_balanced_accuracy(table(FITZ_ONLY), table(COLLAPSED), 1.959964)
     assert result["bal_acc_reference"] == pytest.approx(7 / 12)
     assert result["bal_acc_arm"] == pytest.approx(5 / 12)
     assert result["bal_acc_difference"] == pytest.approx(-2 / 12)
     assert result["bal_acc_diff_low"] < -2 / 12 < result["bal_acc_diff_high"]
-    # an arm right on every image against one wrong on every image: every resample favours it
+    # an arm right on every image against one wrong on every image, in every repeat: no spread, p 0
     wrong = [{"A": "B", "B": "C", "C": "A"}[t] for t in TRUTH]
-    better = paired_balanced_accuracy(table(wrong), table(TRUTH), 1.959964, draws=99)
+    better = paired_balanced_accuracy(table(wrong, 2), table(TRUTH, 2), 1.959964)
     assert better["bal_acc_difference"] == 1.0
-    assert better["bal_acc_p"] == pytest.approx(2 / 100)  # 2 (1 + 0) / (99 + 1): the smallest p with 99 draws
+    assert better["bal_acc_p"] == 0.0
+
+
+def test_repeats_that_disagree_widen_the_interval():
+    """The same pooled predictions, once split evenly over two repeats and once all good in one, all bad in the
+    other: the second interval is wider, because the spread between trainings is part of it."""
+    from dermsynth.analysis.metrics import balanced_weights
+
+    agree = pd.concat([table(FITZ_ONLY).assign(repeat=r) for r in (0, 1)], ignore_index=True)
+    disagree = pd.concat([table(TRUTH).assign(repeat=0), table(COLLAPSED).assign(repeat=1)], ignore_index=True)
+    calm, torn = net_benefit(agree, CLASSES, 1.959964), net_benefit(disagree, CLASSES, 1.959964)
+    assert calm["bal_acc_high"] - calm["bal_acc_low"] < torn["bal_acc_high"] - torn["bal_acc_low"]
+    weighted = (disagree["correct"] * balanced_weights(disagree)).mean()  # the weights' mean is balanced accuracy
+    assert weighted == pytest.approx(torn["bal_acc"])
+    assert torn["bal_acc"] == pytest.approx(balanced_accuracy_score(TRUTH * 2, TRUTH + COLLAPSED))
 
 
 def test_paired_bootstrap_refuses_unpaired_arms():

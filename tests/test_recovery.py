@@ -72,18 +72,18 @@ def test_the_section_states_what_was_planted_and_what_was_recovered():
 
 
 def test_the_paired_difference_interval_follows_the_pairs():
-    import pandas as pd
+    from dermsynth.analysis.compare import paired_difference
 
-    from dermsynth.analysis.compare import difference_interval
-
-    seed = pd.Series([False] * 10 + [True] * 10)
-    better = pd.Series([True] * 8 + [False] * 2 + [True] * 10)  # 8 images fixed, none broken
-    low, high = difference_interval(seed, better, 1.959964)
-    assert 0 < low <= 0.4 <= high  # the point gain is 8 / 20
-    assert difference_interval(seed, seed, 1.959964) == (0.0, 0.0)  # the same outcomes: no gain in any resample
-    swapped = pd.Series([True] * 5 + [False] * 5 + [True] * 5 + [False] * 5)  # as many fixed as broken
-    low, high = difference_interval(seed, swapped, 1.959964)
-    assert low < 0 < high
+    seed = pd.DataFrame([[0.0] * 10 + [1.0] * 10] * 3)
+    better = pd.DataFrame([[1.0] * 8 + [0.0] * 2 + [1.0] * 10] * 3)  # 8 images fixed, none broken, in every repeat
+    gain = paired_difference(seed, better, "test", 1.959964)
+    assert 0 < gain["low"] <= 0.4 <= gain["high"]  # the point gain is 8 / 20
+    assert gain["estimate"] == pytest.approx(0.4)
+    same = paired_difference(seed, seed, "test", 1.959964)
+    assert (same["low"], same["high"]) == (0.0, 0.0)  # the same outcomes: no gain
+    swapped = pd.DataFrame([[1.0] * 5 + [0.0] * 5 + [1.0] * 5 + [0.0] * 5] * 3)  # as many fixed as broken
+    gain = paired_difference(seed, swapped, "test", 1.959964)
+    assert gain["low"] < 0 < gain["high"]
 
 
 def test_every_generator_name_reaches_params_yaml_as_a_string(tmp_path):

@@ -30,12 +30,15 @@ from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.study import DIRECTIONS, load_conditions, slug
 
-CELL_KEYS = ("acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "repeats")
+CELL_KEYS = (
+    "acc", "n", "ci_low", "ci_high", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd",
+    "repeats",
+)  # fmt: skip
 # Net benefit over the whole test group: (column in the tables, key under test/<group>/ in the run's metrics).
 GROUP_KEYS = {
     "group_acc": "acc",
-    "group_acc_low": "wilson_low",
-    "group_acc_high": "wilson_high",
+    "group_acc_low": "ci_low",  # crossed over repeats and images, as every interval of the tables
+    "group_acc_high": "ci_high",
     **{k: k for k in ("bal_acc", "bal_acc_low", "bal_acc_high", "macro_f1", "macro_f1_low", "macro_f1_high")},
 }
 CHANGED = ("acc", "group_acc", "bal_acc", "macro_f1", "share")  # each also as d_<key>, the change against fitz_only
@@ -125,7 +128,8 @@ def study_rows(params: Params) -> dict[str, list[dict]]:
 
 
 TABLE_KEYS = (
-    "acc", "n", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd", "val_acc",
+    "acc", "n", "ci_low", "ci_high", "wald_low", "wald_high", "wilson_low", "wilson_high", "acc_mean", "acc_sd",
+    "val_acc",
     *GROUP_KEYS, "share", "share_low", "share_high", "prevalence", *(f"d_{k}" for k in CHANGED),
     "collapse", "collapse_share", "collapse_bal",
 )  # fmt: skip

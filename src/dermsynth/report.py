@@ -142,9 +142,11 @@ def render(params: Params) -> str:
         "",
         f"Every configuration is trained {params.train.repeats} times (training seeds {params.train.seed}"
         f"-{params.train.seed + params.train.repeats - 1}). Cells: accuracy on the test images of the given FST "
-        f"group, pooled over repeats, with its {level} Wilson interval (Wald, the original study's, beside it in the "
-        "arms table) computed on the N distinct images (repeats score the same images, so R x N would be too narrow). "
-        "Validation accuracy is in-distribution (the training group); chance is "
+        f"group, pooled over repeats, with its {level} interval over both training repeats and test images (crossed "
+        "random factors, Student's t with Satterthwaite's degrees of freedom; docs/statistics.md): it widens where "
+        "the repeats disagree. The arms table also gives the paper's kind of interval, Wilson and Wald on the N "
+        "distinct images alone, which leave the spread between trainings out. Validation accuracy is in-distribution "
+        "(the training group); chance is "
         f"1/{len(selection['conditions'])} = {chance:.3f}.",
         "",
         *missing_images_section(summary),
@@ -176,7 +178,7 @@ def render(params: Params) -> str:
         "",
         "Per arms cell, over **all** test images of the group (all conditions), pooled over repeats: the augmented "
         f"condition's accuracy, the group's overall accuracy, balanced accuracy (mean per-class recall, {level} "
-        "percentile interval from a bootstrap over images), macro-F1, and the share of the group's predictions "
+        "interval over repeats and images), macro-F1 (bootstrap over images), and the share of the group's predictions "
         "that go to the augmented condition; in brackets the change against `fitz_only`. A model that simply "
         "predicts the augmented condition more often raises its accuracy and its share while balanced accuracy "
         "falls: `flag` names the collapse rules a cell meets (`evaluate.collapse_share`; see below).",
@@ -189,11 +191,12 @@ def render(params: Params) -> str:
         "`synthetic_and_seed` against `seed` (the same seeds, plus the synthetic images made from them). Left: exact "
         "McNemar on the augmented condition's test images (majority vote over repeats; b = only `seed` right, "
         f"c = only `synthetic_and_seed` right), Holm over these {len(central)} tests. Right: the group's balanced "
-        f"accuracy over all conditions, its difference with a {level} interval and a two-sided p from a paired "
-        "bootstrap over the group's images (both arms resampled with the same images, each image keeping all its "
-        "repeats; balanced accuracy is a mean of per-class recalls, which McNemar cannot test), Holm over its own "
-        "family. Last: the condition's one-vs-rest AUC in the group (images ranked by the repeats' mean probability "
-        "for the condition), with the same paired bootstrap. Calling the condition more often, which any images of "
+        f"accuracy over all conditions, its difference with a {level} interval and a two-sided p (the images "
+        "paired, each arm's repeats adding the spread between its trainings; balanced accuracy is a mean of "
+        "per-class recalls, which McNemar cannot test), Holm over its own family. The condition's `difference` is "
+        "of accuracies pooled over repeats, with the same kind of interval. Last: the condition's one-vs-rest AUC "
+        "in the group (images ranked by the repeats' mean probability for the condition), with a paired bootstrap "
+        "over images. Calling the condition more often, which any images of "
         "it at this tone teach, raises its accuracy but not its AUC: a gain in AUC means its images were told apart "
         "better.",
         "",

@@ -1,24 +1,26 @@
 """Paired comparisons of the study's runs, from their per-image predictions, and the fairness table.
 
-Arms and doses are scored on the same test images, so they are compared paired:
+Arms and doses are scored on the same test images, so they are compared paired. Every
+difference is of accuracies pooled over the R repeats, with an interval crossed over training
+repeats and test images (`stats.crossed_interval`): the images pair the two arms, and each
+arm's repeats add the spread between its trainings, so cells whose repeats disagree get wide
+intervals. The tests:
 - **Arms vs `fitz_only`**: exact McNemar test per (direction, condition, test group) on the
-  images of that condition. Each configuration trains R times; an image counts as correct
-  for a configuration when it is correct in more than half of the repeats (the majority
-  vote over repeats, so one unlucky seed cannot decide it). Effect size: the accuracy
-  difference (c - b) / n and the discordant pairs b (only fitz_only right) and c (only the
-  arm right). Holm's step-down correction runs over the whole family of these tests.
+  images of that condition. An image counts as correct for a configuration when it is correct
+  in more than half of the repeats (the majority vote over repeats, so one unlucky seed cannot
+  decide it); b (only fitz_only right) and c (only the arm right) are its discordant pairs.
+  Holm's step-down correction runs over the whole family of these tests.
 - **The central question, `synthetic_and_seed` vs `seed`**: do the synthetic images add
   anything over the seeds they were made from? The same exact McNemar per (direction,
   condition, test group) with Holm over its own family, and, because a gain on one condition
   can be a collapse onto it, the difference in the group's balanced accuracy (all seven
-  conditions) with a paired bootstrap over images: balanced accuracy is a mean of per-class
-  recalls, not a sum of independent per-image outcomes, so McNemar cannot test it; resampling
-  the images with identical weights for both arms keeps the pairing. Holm again over its
+  conditions): a mean of per-class recalls, which McNemar cannot test, but a weighted mean of
+  per-image outcomes, so it gets the same crossed interval and its t-test p, Holm again over its
   family. Beside both, the condition's one-vs-rest AUC in the group (the repeats' mean
-  probability for the condition ranks the images), its difference and a paired bootstrap
-  (`paired_auc`): a shift of the head's prior toward the augmented condition raises its accuracy
-  but leaves its AUC unchanged, so the AUC tells a better description of the condition from a
-  condition called more often (the `null` control does the latter).
+  probability for the condition ranks the images), its difference and a paired bootstrap over
+  images (`paired_auc`): a shift of the head's prior toward the augmented condition raises its
+  accuracy but leaves its AUC unchanged, so the AUC tells a better description of the condition
+  from a condition called more often (the `null` control does the latter).
 - **Dose trend**: logistic regression of per-prediction correctness on log2(1 + dose) over
   dose 0 (the seeds alone) and every dose level, with standard errors clustered by image
   (each image is scored at every dose and in every repeat, so predictions are not
@@ -35,10 +37,11 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.grid import dose_of, planned_runs
-from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, class_scores, prediction_counts
+from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, balanced_weights
 from dermsynth.analysis.stats import (
     bootstrap_p,
     bootstrap_weights,
+    crossed_interval,
     dose_trend,
     holm,
     mcnemar_exact,
@@ -81,17 +84,27 @@ def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
     return rows.groupby("md5hash")["correct"].mean().gt(0.5).sort_index()
 
 
-def difference_interval(reference: pd.Series, arm: pd.Series, z: float) -> tuple[float, float]:
-    """Interval of the accuracy difference (arm - reference) on the same images: a paired bootstrap over images.
+def outcomes(preds: pd.DataFrame, group: str, label: str | None = None, balanced: bool = False) -> pd.DataFrame:
+    """(repeats x images) of the test images of ``group`` (of ``label`` only, if given): each prediction's outcome.
 
-    Each image keeps its two outcomes together in every resample, so the interval is as narrow as
-    the pairing allows (what McNemar's p tests, as an effect size with bounds).
+    The outcome is 1/0 for right/wrong, or with ``balanced`` weighted so that its mean over
+    images is the group's balanced accuracy (`metrics.balanced_weights`). Images are columns, so
+    two arms' tables pair by column.
     """
-    diff = arm.to_numpy(dtype=float) - reference.to_numpy(dtype=float)
-    if diff.size == 0:
-        return float("nan"), float("nan")
-    weights = bootstrap_weights(diff.size, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED)
-    return percentile_interval(weights @ diff / diff.size, z)
+    rows = preds[(preds["split"] == "test") & (preds["group"] == group)]
+    if label is not None:
+        rows = rows[rows["label"] == label]
+    value = rows["correct"].astype(float) * (balanced_weights(rows) if balanced else 1.0)
+    return value.groupby([rows["repeat"], rows["md5hash"]]).mean().unstack("md5hash").sort_index(axis=1)
+
+
+def paired_difference(
+    reference: pd.DataFrame, arm: pd.DataFrame, what: str, z: float, strata: pd.Series | None = None
+) -> dict[str, float]:
+    """Two arms' outcome tables on the same images: the pooled difference with its crossed interval and p."""
+    if not reference.columns.equals(arm.columns):
+        raise UnpairedPredictions(what)
+    return crossed_interval(arm.to_numpy(), z, reference=reference.to_numpy(), strata=strata)
 
 
 def paired_tests(params: Params) -> pd.DataFrame:
@@ -108,7 +121,9 @@ def paired_tests(params: Params) -> pd.DataFrame:
                     if not a.index.equals(b_.index):
                         raise UnpairedPredictions(f"{direction}/{condition}/{group}: {arm} and fitz_only")
                     b, c = paired_counts(a.to_numpy(), b_.to_numpy())
-                    low, high = difference_interval(a, b_, params.evaluate.z)
+                    what = f"{direction}/{condition}/{group}: {arm} and fitz_only"
+                    ref, new = outcomes(base, group, label), outcomes(other, group, label)
+                    gain = paired_difference(ref, new, what, params.evaluate.z)
                     rows.append(
                         {
                             "direction": direction,
@@ -116,11 +131,11 @@ def paired_tests(params: Params) -> pd.DataFrame:
                             "group": group,
                             "arm": arm,
                             "n": len(a),
-                            "acc_fitz_only": float(a.mean()),
-                            "acc_arm": float(b_.mean()),
-                            "difference": (c - b) / len(a) if len(a) else float("nan"),
-                            "difference_low": low,
-                            "difference_high": high,
+                            "acc_fitz_only": float(ref.to_numpy().mean()),
+                            "acc_arm": float(new.to_numpy().mean()),
+                            "difference": gain["estimate"],
+                            "difference_low": gain["low"],
+                            "difference_high": gain["high"],
                             "b_only_fitz_only": b,
                             "c_only_arm": c,
                             "p": mcnemar_exact(b, c),
@@ -132,27 +147,25 @@ def paired_tests(params: Params) -> pd.DataFrame:
     return table
 
 
-def paired_balanced_accuracy(
-    reference: pd.DataFrame, arm: pd.DataFrame, z: float, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED
-) -> dict[str, float]:
-    """Balanced accuracy of two arms on the same images, their difference (arm - reference), its interval and p."""
-    classes = sorted(set(reference["label"]) | set(reference["pred"]) | set(arm["pred"]))
-    truth, counts_ref = prediction_counts(reference, classes)
-    truth_arm, counts_arm = prediction_counts(arm, classes)
-    if sorted(set(reference["md5hash"])) != sorted(set(arm["md5hash"])) or not (truth == truth_arm).all():
-        raise UnpairedPredictions("paired bootstrap of balanced accuracy: the two arms")
-    ones = np.ones((1, len(truth)))
-    weights = bootstrap_weights(len(truth), draws, seed)
-    point = class_scores(truth, counts_arm, ones)["bal_acc"] - class_scores(truth, counts_ref, ones)["bal_acc"]
-    diffs = class_scores(truth, counts_arm, weights)["bal_acc"] - class_scores(truth, counts_ref, weights)["bal_acc"]
-    low, high = percentile_interval(diffs, z)
+def paired_balanced_accuracy(reference: pd.DataFrame, arm: pd.DataFrame, z: float) -> dict[str, float]:
+    """Balanced accuracy of two arms on the same images, their difference (arm - reference), its interval and p.
+
+    Balanced accuracy is a weighted mean of per-image outcomes (`metrics.balanced_weights`), so the
+    difference gets the crossed interval over both arms' repeats and the shared images.
+    """
+    group = reference["group"].iloc[0] if len(reference) else ""
+    tables = [outcomes(p, group, balanced=True) for p in (reference, arm)]
+    truth = [p.drop_duplicates("md5hash").set_index("md5hash")["label"].sort_index() for p in (reference, arm)]
+    if not truth[0].equals(truth[1]):
+        raise UnpairedPredictions("balanced accuracy: the two arms")
+    diff = paired_difference(*tables, "balanced accuracy: the two arms", z, strata=truth[0].reindex(tables[0].columns))
     return {
-        "bal_acc_reference": float(class_scores(truth, counts_ref, ones)["bal_acc"][0]),
-        "bal_acc_arm": float(class_scores(truth, counts_arm, ones)["bal_acc"][0]),
-        "bal_acc_difference": float(point[0]),
-        "bal_acc_diff_low": low,
-        "bal_acc_diff_high": high,
-        "bal_acc_p": bootstrap_p(diffs),
+        "bal_acc_reference": float(tables[0].to_numpy().mean()),
+        "bal_acc_arm": float(tables[1].to_numpy().mean()),
+        "bal_acc_difference": diff["estimate"],
+        "bal_acc_diff_low": diff["low"],
+        "bal_acc_diff_high": diff["high"],
+        "bal_acc_p": diff["p"],
     }
 
 
@@ -211,7 +224,9 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
                 if not a.index.equals(b_.index):
                     raise UnpairedPredictions(f"{direction}/{condition}/{group}: seed and synthetic_and_seed")
                 b, c = paired_counts(a.to_numpy(), b_.to_numpy())
-                low, high = difference_interval(a, b_, params.evaluate.z)
+                what = f"{direction}/{condition}/{group}: seed and synthetic_and_seed"
+                ref, new = outcomes(seed, group, label), outcomes(synth, group, label)
+                gain = paired_difference(ref, new, what, params.evaluate.z)
                 in_group = [p[(p["split"] == "test") & (p["group"] == group)] for p in (seed, synth)]
                 rows.append(
                     {
@@ -219,11 +234,11 @@ def synthetic_vs_seed(params: Params) -> pd.DataFrame:
                         "condition": condition,
                         "group": group,
                         "n": len(a),
-                        "acc_seed": float(a.mean()),
-                        "acc_synthetic_and_seed": float(b_.mean()),
-                        "difference": (c - b) / len(a) if len(a) else float("nan"),
-                        "difference_low": low,
-                        "difference_high": high,
+                        "acc_seed": float(ref.to_numpy().mean()),
+                        "acc_synthetic_and_seed": float(new.to_numpy().mean()),
+                        "difference": gain["estimate"],
+                        "difference_low": gain["low"],
+                        "difference_high": gain["high"],
                         "b_only_seed": b,
                         "c_only_synthetic": c,
                         "p": mcnemar_exact(b, c),

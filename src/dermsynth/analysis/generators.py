@@ -34,8 +34,8 @@ def rows_of(snapshot: dict) -> list[dict]:
         out.append(
             {
                 "generator": snapshot["generator"], "direction": direction, "condition": condition, "group": group,
-                "n": cell.get("n"), "acc": cell.get("acc"), "acc_low": cell.get("wilson_low"),
-                "acc_high": cell.get("wilson_high"), "bal_acc": cell.get("bal_acc"),
+                "n": cell.get("n"), "acc": cell.get("acc"), "acc_low": cell.get("ci_low", cell.get("wilson_low")),
+                "acc_high": cell.get("ci_high", cell.get("wilson_high")), "bal_acc": cell.get("bal_acc"),
                 "bal_acc_low": cell.get("bal_acc_low"), "bal_acc_high": cell.get("bal_acc_high"),
                 "acc_seed": test["acc_seed"], "difference": test["difference"], "p_holm": test["p_holm"],
                 "bal_acc_difference": test["bal_acc_difference"], "bal_acc_p_holm": test["bal_acc_p_holm"],

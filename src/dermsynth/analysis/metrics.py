@@ -8,8 +8,10 @@ Accuracy on one condition can rise because the model predicts that condition mor
 the whole group (a collapse), at the other conditions' expense. So every test group also
 gets the net-benefit metrics computed over all its images and classes: balanced accuracy
 (mean per-class recall), macro-F1 and the share of the group's predictions that go to each
-class, pooled over repeats, with percentile intervals from a bootstrap over images
-(`stats.bootstrap_weights`; each image keeps all its repeats).
+class, pooled over repeats. Their intervals, like every accuracy cell's, are crossed over
+training repeats and test images (`stats.crossed_interval`), so they widen where the repeats
+disagree; macro-F1's is a bootstrap over images (`stats.bootstrap_weights`; each image keeps
+all its repeats).
 """
 
 from __future__ import annotations
@@ -18,19 +20,35 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.fairness import fairness_metrics, summarise_repeats
-from dermsynth.analysis.stats import bootstrap_weights, percentile_interval, wald, wilson
+from dermsynth.analysis.stats import bootstrap_weights, crossed_interval, percentile_interval, wald, wilson
 from dermsynth.core.study import slug
 
 BOOTSTRAP_DRAWS = 1000  # resamples of the test images per interval; the seed is fixed so reruns are identical
 BOOTSTRAP_SEED = 0
 
 
-def cell(correct: pd.Series, z: float, repeats: pd.Series | None = None) -> dict[str, float]:
-    """Accuracy of a boolean series: pooled over repeats, with its spread and Wald and Wilson bounds.
+def by_repeat(values: pd.Series, repeats: pd.Series, images: pd.Series | None = None) -> np.ndarray:
+    """(R, n): each repeat's value for each image (images sorted; by position within a repeat without ids)."""
+    if images is None:
+        images = values.groupby(repeats).cumcount()
+    frame = pd.DataFrame({"r": repeats.to_numpy(), "i": images.to_numpy(), "v": values.to_numpy(dtype=float)})
+    matrix = frame.pivot_table(index="r", columns="i", values="v", aggfunc="mean", sort=True)
+    if matrix.isna().to_numpy().any():
+        raise ValueError("the repeats scored different images: no (repeat, image) table")
+    return matrix.to_numpy()
+
+
+def cell(
+    correct: pd.Series, z: float, repeats: pd.Series | None = None, images: pd.Series | None = None
+) -> dict[str, float]:
+    """Accuracy of a boolean series: pooled over repeats, with its spread, its interval and Wald and Wilson bounds.
 
     Every repeat scores the same images, so the pooled accuracy k/(R n) carries the
-    uncertainty of n images, not R n predictions: the intervals use n (R n would be far
-    too narrow). `acc_mean`/`acc_sd` are the mean and SD of the R per-repeat accuracies.
+    uncertainty of n images, not R n predictions, and of R trainings: `ci_low`/`ci_high` is the
+    crossed interval over repeats and images (`stats.crossed_interval`), which widens where the
+    repeats disagree. Wald and Wilson on the pooled count over n images are the paper's kind of
+    interval (images only), kept for comparison with it. `acc_mean`/`acc_sd` are the mean and SD
+    of the R per-repeat accuracies.
     """
     repeats = pd.Series(0, index=correct.index) if repeats is None else repeats
     per_repeat = correct.groupby(repeats).mean()
@@ -41,9 +59,12 @@ def cell(correct: pd.Series, z: float, repeats: pd.Series | None = None) -> dict
     k = float(correct.sum()) / n_repeats
     wl, wh = wald(k, n, z)
     sl, sh = wilson(k, n, z)
+    crossed = crossed_interval(by_repeat(correct, repeats, images), z)
     return {
         "acc": k / n,
         "n": round(n),
+        "ci_low": max(0.0, crossed["low"]),
+        "ci_high": min(1.0, crossed["high"]),
         "wald_low": wl,
         "wald_high": wh,
         "wilson_low": sl,
@@ -89,19 +110,40 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
     return np.where(present.any(axis=1), np.nansum(values, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
 
 
+def balanced_weights(rows: pd.DataFrame) -> pd.Series:
+    """Per prediction, n / (K n_k) for its image's class k: their mean over images is the balanced accuracy's.
+
+    Balanced accuracy is the mean over the K classes present of each class's recall, so with the
+    group's images fixed it is a weighted mean of per-image correctness, linear in it, and gets
+    the same crossed interval over repeats and images as accuracy.
+    """
+    images = rows.drop_duplicates("md5hash")
+    per_class = images["label"].value_counts()
+    return len(images) / (len(per_class) * rows["label"].map(per_class))
+
+
 def net_benefit(rows: pd.DataFrame, classes: list[str], z: float) -> dict[str, float]:
-    """A test group's balanced accuracy, macro-F1 and per-class prediction share, with bootstrap intervals."""
+    """A test group's balanced accuracy, macro-F1 and per-class prediction share, with intervals.
+
+    Balanced accuracy and the shares are weighted means of per-prediction outcomes, so their
+    intervals are crossed over repeats and images (`stats.crossed_interval`). Macro-F1 is not
+    (its denominators count predictions): its interval is a bootstrap over images that keeps
+    each image's repeats together, so it leaves out the spread between trainings.
+    """
     truth, counts = prediction_counts(rows, classes)
     point = class_scores(truth, counts, np.ones((1, len(truth))))
     boot = class_scores(truth, counts, bootstrap_weights(len(truth), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED))
-    out: dict[str, float] = {}
-    for key in ("bal_acc", "macro_f1"):
-        low, high = percentile_interval(boot[key], z)
-        out |= {key: float(point[key][0]), f"{key}_low": low, f"{key}_high": high}
+    repeats, images = rows["repeat"], rows["md5hash"]
+    classes_of = rows.drop_duplicates("md5hash").set_index("md5hash")["label"].sort_index()
+    bal = crossed_interval(by_repeat(rows["correct"] * balanced_weights(rows), repeats, images), z, strata=classes_of)
+    out: dict[str, float] = {"bal_acc": float(point["bal_acc"][0]), "bal_acc_low": bal["low"]}
+    out["bal_acc_high"] = bal["high"]
+    low, high = percentile_interval(boot["macro_f1"], z)
+    out |= {"macro_f1": float(point["macro_f1"][0]), "macro_f1_low": low, "macro_f1_high": high}
     for k, label in enumerate(classes):
-        low, high = percentile_interval(boot["share"][:, k], z)
-        out |= {f"share/{slug(label)}": float(point["share"][0, k]), f"share/{slug(label)}_low": low}
-        out[f"share/{slug(label)}_high"] = high
+        share = crossed_interval(by_repeat(rows["pred"] == label, repeats, images), z)
+        out |= {f"share/{slug(label)}": float(point["share"][0, k]), f"share/{slug(label)}_low": share["low"]}
+        out[f"share/{slug(label)}_high"] = share["high"]
     return out
 
 
@@ -114,15 +156,17 @@ def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
         predictions = predictions.assign(repeat=0)
     metrics: dict[str, float] = {}
     val = predictions[predictions["split"] == "val"]
-    metrics.update({f"val/{k}": v for k, v in cell(val["correct"], z, val["repeat"]).items()})
+    metrics.update({f"val/{k}": v for k, v in cell(val["correct"], z, val["repeat"], val["md5hash"]).items()})
     test = predictions[predictions["split"] == "test"]
     classes = sorted(set(predictions["label"]) | set(predictions["pred"]))
     for group, rows in test.groupby("group", sort=True):
-        metrics.update({f"test/{group}/{k}": v for k, v in cell(rows["correct"], z, rows["repeat"]).items()})
+        scored = cell(rows["correct"], z, rows["repeat"], rows["md5hash"])
+        metrics.update({f"test/{group}/{k}": v for k, v in scored.items()})
         metrics.update({f"test/{group}/{k}": v for k, v in net_benefit(rows, classes, z).items()})
         for label, block in rows.groupby("label", sort=True):
             prefix = f"test/{group}/{slug(label)}"
-            metrics.update({f"{prefix}/{k}": v for k, v in cell(block["correct"], z, block["repeat"]).items()})
+            scored = cell(block["correct"], z, block["repeat"], block["md5hash"])
+            metrics.update({f"{prefix}/{k}": v for k, v in scored.items()})
     return metrics
 
 

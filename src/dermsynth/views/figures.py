@@ -34,8 +34,8 @@ def chance_line(ax: object, chance: float) -> None:
 
 
 ARMS_ROWS = (  # (value column, interval columns, y label): the gain on top, its cost over the whole group below
-    ("acc", ("wilson_low", "wilson_high"), "condition accuracy\n({level} Wilson CI)"),
-    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n({level} bootstrap CI)"),
+    ("acc", ("ci_low", "ci_high"), "condition accuracy\n({level} CI, repeats x images)"),
+    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n({level} CI, repeats x images)"),
 )
 
 
@@ -90,13 +90,13 @@ def dose_figure(dose: pd.DataFrame, chance: float, level: str) -> None:
             rows = rows.sort_values("dose")
             x = [position[d] for d in rows["dose"]]
             ax.plot(x, rows["acc"], marker="o", color=f"C{i}", label=condition)
-            ax.fill_between(x, rows["wilson_low"], rows["wilson_high"], color=f"C{i}", alpha=0.15)
+            ax.fill_between(x, rows["ci_low"], rows["ci_high"], color=f"C{i}", alpha=0.15)
         ax.set_xticks(range(len(levels)), [str(d) for d in levels])
         ax.set_xlabel("synthetic images added (on top of the seeds)")
         ax.set_title(f"test {group}", fontsize=9)
         ax.set_ylim(0, 1)
         chance_line(ax, chance)
-    axes[0][0].set_ylabel(f"pooled accuracy ({level} Wilson CI)")
+    axes[0][0].set_ylabel(f"pooled accuracy ({level} CI, repeats x images)")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)

@@ -14,10 +14,10 @@ FST_ORDER = ["1", "2", "3", "4", "5", "6"]
 
 
 def fmt_cell(row: pd.Series) -> str:
-    """Pooled accuracy over repeats with its Wilson interval and N (the compact form of wide tables)."""
+    """Pooled accuracy over repeats with its interval (repeats x images) and N (the compact form of wide tables)."""
     if pd.isna(row.get("acc")):
         return "n/a"
-    return f"{row['acc']:.3f} ({row['wilson_low']:.3f}-{row['wilson_high']:.3f}) N={int(row['n'])}"
+    return f"{row['acc']:.3f} ({row['ci_low']:.3f}-{row['ci_high']:.3f}) N={int(row['n'])}"
 
 
 def fmt_p(p: float) -> str:
@@ -40,7 +40,8 @@ def splits_table(splits: pd.DataFrame) -> str:
 
 
 def arms_table(arms: pd.DataFrame, level: str) -> str:
-    """Every cell: mean (SD) over repeats, pooled accuracy with Wilson and Wald intervals, N, paired p."""
+    """Every cell: mean (SD) over repeats, pooled accuracy with its interval over repeats and images, the paper's
+    Wilson and Wald intervals (images only), N, paired p."""
     order = {a: i for i, a in enumerate(ARMS)}
     arms = arms.assign(order=arms["arm"].map(order)).sort_values(["direction", "condition", "group", "order"])
     table = pd.DataFrame(
@@ -53,7 +54,10 @@ def arms_table(arms: pd.DataFrame, level: str) -> str:
                 f"{m:.3f} ({s:.3f})" for m, s in zip(arms["acc_mean"], arms["acc_sd"], strict=True)
             ],
             "pooled": arms["acc"].map("{:.3f}".format),
-            f"Wilson {level}": [
+            f"{level} (repeats x images)": [
+                f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["ci_low"], arms["ci_high"], strict=True)
+            ],
+            f"Wilson {level} (images only)": [
                 f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wilson_low"], arms["wilson_high"], strict=True)
             ],
             f"Wald {level}": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wald_low"], arms["wald_high"], strict=True)],
@@ -162,8 +166,8 @@ def central_table(tests: pd.DataFrame, level: str) -> str:
                     tests["bal_acc_difference"], tests["bal_acc_diff_low"], tests["bal_acc_diff_high"], strict=True
                 )
             ],
-            "bootstrap p": tests["bal_acc_p"].map(fmt_p),
-            "Holm p (bootstrap)": tests["bal_acc_p_holm"].map(fmt_p),
+            "p (t)": tests["bal_acc_p"].map(fmt_p),
+            "Holm p (balanced)": tests["bal_acc_p_holm"].map(fmt_p),
             "condition AUC: seed -> synthetic": [
                 f"{a:.3f} -> {b:.3f}" for a, b in zip(tests["auc_reference"], tests["auc_arm"], strict=True)
             ],
