@@ -231,3 +231,22 @@ def test_the_crossed_interval_by_hand_and_paired():
     assert crossed_interval(same, Z, reference=same)["sd"] == 0.0
     with pytest.raises(ValueError, match="differ in images"):
         crossed_interval(same, Z, reference=same[:, :3])
+
+
+def test_the_gap_interval_counts_each_repeats_own_gap():
+    """Two disjoint image sets scored by the same repeats: repeats that agree on the gap add nothing to its
+    spread, even if each repeat is better or worse on both sets alike; repeats whose gaps differ widen it."""
+    from dermsynth.analysis.stats import crossed_gap
+
+    rng = np.random.default_rng(0)
+    near = (rng.random((1, 200)) < 0.8).astype(float).repeat(4, axis=0)
+    far = (rng.random((1, 150)) < 0.5).astype(float).repeat(4, axis=0)
+    alike = crossed_gap(near, far, Z)
+    assert alike["estimate"] == pytest.approx(near.mean() - far.mean())
+    shift = np.array([[0.1], [-0.1], [0.05], [-0.05]])  # each repeat better or worse on both sets by as much
+    assert crossed_gap(near + shift, far + shift, Z)["sd"] == pytest.approx(alike["sd"])
+    torn = crossed_gap(near + shift, far - shift, Z)  # the repeats' gaps differ
+    assert torn["sd"] > alike["sd"]
+    assert torn["high"] - torn["low"] > alike["high"] - alike["low"]
+    with pytest.raises(ValueError, match="different repeats"):
+        crossed_gap(near, far[:2], Z)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.fairness import fairness_metrics, summarise_repeats
-from dermsynth.analysis.stats import bootstrap_weights, crossed_interval, percentile_interval, wald, wilson
+from dermsynth.analysis.stats import bootstrap_weights, crossed_gap, crossed_interval, percentile_interval, wald, wilson
 from dermsynth.core.study import slug
 
 BOOTSTRAP_DRAWS = 1000  # resamples of the test images per interval; the seed is fixed so reruns are identical
@@ -185,22 +185,20 @@ def signal(predictions: pd.DataFrame, far_group: str, z: float) -> dict[str, flo
     """Is there a cross-tone gap to study? fitz_only's balanced accuracy near (validation) and far, and the gap.
 
     Near is the validation split of the training group (the skin types training saw); far is the
-    test group at the other extreme (the seeds' group, which the arms augment). The gap's interval
-    resamples both image sets independently (they share no image), repeats pooled as everywhere.
+    test group at the other extreme (the seeds' group, which the arms augment). Both are scored by
+    the same repeats, so the gap's interval (`stats.crossed_gap`) adds the two image sets' parts
+    (they share no image, each stratified by class) to the spread of each repeat's own gap.
     A study whose gap is about 0, or whose near accuracy is at chance, has nothing for synthetic
     images to close.
     """
+    if "repeat" not in predictions:
+        predictions = predictions.assign(repeat=0)
     near_rows = predictions[predictions["split"] == "val"]
     far_rows = predictions[(predictions["split"] == "test") & (predictions["group"] == far_group)]
-    classes = sorted(set(predictions["label"]) | set(predictions["pred"]))
-    scores = []
-    for k, rows in enumerate((near_rows, far_rows)):
-        truth, counts = prediction_counts(rows, classes)
-        point = class_scores(truth, counts, np.ones((1, len(truth))))["bal_acc"][0]
-        boot = class_scores(truth, counts, bootstrap_weights(len(truth), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED + k))[
-            "bal_acc"
-        ]
-        scores.append((float(point), boot))
-    (near, near_boot), (far, far_boot) = scores
-    gap_low, gap_high = percentile_interval(near_boot - far_boot, z)
-    return {"near_bal_acc": near, "far_bal_acc": far, "gap": near - far, "gap_low": gap_low, "gap_high": gap_high}
+    tables, strata = [], []
+    for rows in (near_rows, far_rows):
+        tables.append(by_repeat(rows["correct"] * balanced_weights(rows), rows["repeat"], rows["md5hash"]))
+        strata.append(rows.drop_duplicates("md5hash").set_index("md5hash")["label"].sort_index())
+    gap = crossed_gap(tables[0], tables[1], z, *strata)
+    near, far = float(tables[0].mean()), float(tables[1].mean())
+    return {"near_bal_acc": near, "far_bal_acc": far, "gap": near - far, "gap_low": gap["low"], "gap_high": gap["high"]}

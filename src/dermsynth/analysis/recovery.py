@@ -10,10 +10,10 @@ measures what it claims; the real generators (`tone_transfer`, `reinhard`, ...) 
 
 Per generator, direction and augmented condition, on the far group (the seeds' skin types,
 the group the synthetic images are for): the gain of `synthetic_and_seed` over `seed` and over
-`fitz_only` in the condition's accuracy (paired bootstrap over images, majority over repeats,
-as the paired tests), with what it did to the group's balanced accuracy, the change in the
-condition's one-vs-rest AUC (which a shift of the prior toward the condition cannot raise) and the
-collapse flag. `finding` says which of the three measures tell the controls apart.
+`fitz_only` in the condition's accuracy (pooled over repeats, with intervals over both arms'
+repeats and the shared images, as the paired tests), with what it did to the group's balanced
+accuracy, the change in the condition's one-vs-rest AUC (which a shift of the prior toward the
+condition cannot raise) and the collapse flag. `finding` says which of the three measures tell the controls apart.
 """
 
 from __future__ import annotations
@@ -180,10 +180,11 @@ def markdown(recovered: pd.DataFrame, planted_text: str, level: str) -> str:
     lines = [
         planted_text,
         "",
-        f"Far group (the seeds' skin types). Gains in the augmented condition's accuracy with {level} paired "
-        "bootstrap intervals over images; the balanced accuracy change (all conditions) is the cost or benefit "
-        "elsewhere; the condition's one-vs-rest AUC (images ranked by the repeats' mean probability for it) is "
-        "unchanged by a mere shift toward calling the condition; `collapse` marks a cell the collapse rules flag.",
+        f"Far group (the seeds' skin types). Gains in the augmented condition's accuracy (pooled over repeats) with "
+        f"{level} intervals over both arms' training repeats and the shared test images; the balanced accuracy "
+        "change (all conditions) is the cost or benefit elsewhere; the condition's one-vs-rest AUC (images ranked "
+        "by the repeats' mean probability for it, paired bootstrap over images) is unchanged by a mere shift toward "
+        "calling the condition; `collapse` marks a cell the collapse rules flag.",
         "",
         "| generator | direction | condition | FST | N | acc. seed -> synthetic_and_seed | gain vs seed | gain vs "
         "fitz_only | bal. acc. vs seed | AUC seed -> synthetic_and_seed | AUC vs seed | collapse |",

@@ -114,16 +114,35 @@ def bootstrap_p(differences: ArrayLike) -> float:
     return float(min(1.0, 2.0 * min(below, above)))
 
 
+def _ms_residual(z: np.ndarray) -> float:
+    """The two-way ANOVA's residual mean square of an (R, n) table: sigma_e^2, the repeat x image interaction."""
+    r, n = z.shape
+    if r < 2 or n < 2:
+        return 0.0
+    residual = z - z.mean(0)[None, :] - z.mean(1)[:, None] + z.mean()
+    return float((residual**2).sum()) / ((r - 1) * (n - 1))
+
+
 def _repeat_part(z: np.ndarray) -> float:
     """sigma_b^2 / R for one arm's (R, n) contributions: the repeats' variance net of the residual, >= 0."""
     r, n = z.shape
     if r < 2 or n < 2:
         return 0.0
-    image_means, repeat_means = z.mean(0), z.mean(1)
-    ms_repeat = n * repeat_means.var(ddof=1)
-    residual = z - image_means[None, :] - repeat_means[:, None] + z.mean()
-    ms_residual = float((residual**2).sum()) / ((r - 1) * (n - 1))
-    return max(0.0, ms_repeat - ms_residual) / (n * r)
+    ms_repeat = n * z.mean(1).var(ddof=1)
+    return max(0.0, ms_repeat - _ms_residual(z)) / (n * r)
+
+
+def _t_interval(estimate: float, components: list[tuple[float, int]], z: float) -> dict[str, float]:
+    """Student's t interval and two-sided p from variance components (variance, df), Satterthwaite's df."""
+    variance = sum(v for v, _ in components)
+    if variance <= 0:  # every image and repeat agrees: no spread to test against
+        p = 1.0 if estimate == 0 else 0.0
+        return {"estimate": estimate, "sd": 0.0, "low": estimate, "high": estimate, "df": math.inf, "p": p}
+    df = variance**2 / sum(v**2 / d for v, d in components if v > 0)
+    sd = math.sqrt(variance)
+    half = float(sps.t.ppf(sps.norm.cdf(z), df)) * sd
+    p = float(2 * sps.t.sf(abs(estimate) / sd, df))  # two-sided, H0: the mean (difference) is 0
+    return {"estimate": estimate, "sd": sd, "low": estimate - half, "high": estimate + half, "df": df, "p": p}
 
 
 def _image_parts(per_image: np.ndarray, strata: ArrayLike | None) -> list[tuple[float, int]]:
@@ -170,16 +189,29 @@ def crossed_interval(
         return {"estimate": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "df": math.nan, "p": math.nan}
     per_image = arms[0].mean(0) - (arms[1].mean(0) if len(arms) > 1 else 0.0)
     components = _image_parts(per_image, strata) + [(_repeat_part(m), m.shape[0] - 1) for m in arms]
-    variance = sum(v for v, _ in components)
-    estimate = float(per_image.mean())
-    if variance <= 0:  # every image and repeat agrees: no spread to test against
-        p = 1.0 if estimate == 0 else 0.0
-        return {"estimate": estimate, "sd": 0.0, "low": estimate, "high": estimate, "df": math.inf, "p": p}
-    df = variance**2 / sum(v**2 / d for v, d in components if v > 0)
-    sd = math.sqrt(variance)
-    half = float(sps.t.ppf(sps.norm.cdf(z), df)) * sd
-    p = float(2 * sps.t.sf(abs(estimate) / sd, df))  # two-sided, H0: the mean (difference) is 0
-    return {"estimate": estimate, "sd": sd, "low": estimate - half, "high": estimate + half, "df": df, "p": p}
+    return _t_interval(float(per_image.mean()), components, z)
+
+
+def crossed_gap(
+    near: ArrayLike, far: ArrayLike, z: float, near_strata: ArrayLike | None = None, far_strata: ArrayLike | None = None
+) -> dict[str, float]:
+    """near - far for two disjoint image sets scored by the same R repeats (one model each): the signal's gap.
+
+    The images' parts add (the sets share no image). The repeats are shared, so what counts is
+    the spread of each repeat's own gap: its variance over repeats, net of the residual noise
+    each set's mean carries (MS_residual / n per set), over R.
+    """
+    a = np.atleast_2d(np.asarray(near, dtype=float))
+    b = np.atleast_2d(np.asarray(far, dtype=float))
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"the two image sets were scored by different repeats: {a.shape[0]} vs {b.shape[0]}")
+    components = _image_parts(a.mean(0), near_strata) + _image_parts(b.mean(0), far_strata)
+    r = a.shape[0]
+    if r > 1:
+        gaps = a.mean(1) - b.mean(1)
+        noise = _ms_residual(a) / a.shape[1] + _ms_residual(b) / b.shape[1]
+        components.append((max(0.0, float(gaps.var(ddof=1)) - noise) / r, r - 1))
+    return _t_interval(float(a.mean() - b.mean()), components, z)
 
 
 def weighted_auc(scores: ArrayLike, positive: ArrayLike, weights: np.ndarray) -> np.ndarray:

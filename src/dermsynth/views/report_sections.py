@@ -47,8 +47,9 @@ def signal_section(signal: dict, level: str) -> list[str]:
         "## The signal: is there a gap to close?",
         "",
         "`fitz_only`'s balanced accuracy (all conditions) on the skin types it trained on (validation split) and on "
-        f"the test group at the other extreme (the seeds' group), and the gap with a {level} bootstrap interval. A "
-        "study whose gap is about 0, or whose near accuracy is at chance, has nothing for synthetic images to close.",
+        f"the test group at the other extreme (the seeds' group), and the gap with a {level} interval over repeats and "
+        "images. A study whose gap is about 0, or whose near accuracy is at chance, has nothing for synthetic images "
+        "to close.",
         "",
         "| direction | near (validation) | far (test) | gap [interval] |",
         "|---|---|---|---|",
