@@ -1,107 +1,122 @@
+"""The regression gate (gate.py) on hand-made estimands: a one-sided Welch test per estimand with Holm."""
+
 import json
 
+import numpy as np
+import pytest
+
 from dermsynth import gate
+from dermsynth.core.errors import DermsynthError
+
+
+def estimand(mean: float, spread: float = 0.01, image_var: float = 1e-4, n: int = 100) -> dict:
+    """Five repeats around ``mean``; ``image_var`` is the images' part of the mean's variance."""
+    return {"repeats": list(mean + spread * np.array([-2, -1, 0, 1, 2])), "image_var": image_var, "n": n}
+
 
 BASE = {
-    "arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.50, "n": 40}},
-    "dose": {"light_to_dark/psoriasis/dose8/V-VI": {"acc": 0.40, "n": 40}},
+    "bal_acc/light_to_dark/fitz_only/far": estimand(0.55),
+    "gain/light_to_dark/synthetic_vs_seed/pooled": estimand(0.05),
 }
 
 
-def test_gate_passes_within_tolerance():
-    fresh = json.loads(json.dumps(BASE))
-    fresh["arms"]["light_to_dark/psoriasis/seed/V-VI"]["acc"] = 0.46
-    assert gate.compare(BASE, fresh, 0.05) == []
+def test_a_reseed_within_the_noise_passes_and_a_clear_drop_fails(params):
+    fresh = {**BASE, "bal_acc/light_to_dark/fitz_only/far": estimand(0.54)}  # 0.01 down: noise
+    assert gate.compare(BASE, fresh, params) == ([], 2)
+    fresh["gain/light_to_dark/synthetic_vs_seed/pooled"] = estimand(-0.10)  # the gain is gone
+    problems, tested = gate.compare(BASE, fresh, params)
+    assert tested == 2
+    (line,) = problems
+    assert line.startswith("gain/light_to_dark/synthetic_vs_seed/pooled: -0.100 against baseline 0.050, ")
+    assert "difference -0.150 [95%: " in line
+    assert "one-sided p" in line and "(Holm " in line  # noqa: PT018
 
 
-def test_gate_names_every_regressed_or_missing_cell():
-    fresh = {"arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.30, "n": 40}}, "dose": {}}
-    problems = gate.compare(BASE, fresh, 0.05)
-    assert len(problems) == 2
-    assert problems[0].startswith("arms/light_to_dark/psoriasis/seed/V-VI: accuracy 0.300 < baseline 0.500")
-    assert "dose/light_to_dark/psoriasis/dose8/V-VI: missing" in problems[1]
+def test_a_significant_drop_smaller_than_the_minimum_effect_passes(params):
+    tight = {"k": estimand(0.600, spread=0.0005, image_var=1e-8)}
+    fresh = {"k": estimand(0.585, spread=0.0005, image_var=1e-8)}  # p tiny, but a drop of 0.015 < min_effect 0.02
+    assert gate.drop_test(tight["k"], fresh["k"], 1.96)["p"] < 1e-6
+    assert gate.compare(tight, fresh, params) == ([], 1)
 
 
-def test_gate_command_exit_codes(tmp_path, params):
-    base, fresh = tmp_path / "base.json", tmp_path / "fresh.json"
-    base.write_text(json.dumps(BASE))
-    fresh.write_text(json.dumps({"arms": {}, "dose": {}}))
-    assert gate.main(params, str(base), str(fresh)) == 1
-    fresh.write_text(json.dumps(BASE))
-    assert gate.main(params, str(base), str(fresh)) == 0
-    assert gate.main(params, str(tmp_path / "none.json"), str(fresh)) == 2
+def test_the_images_variance_widens_the_null():
+    """The same repeats, but test images drawn anew (split.seed) move the mean too: the p grows with image_var."""
+    base, fresh = estimand(0.60), estimand(0.56)
+    calm = gate.drop_test({**base, "image_var": 1e-5}, {**fresh, "image_var": 1e-5}, 1.96)["p"]
+    noisy = gate.drop_test({**base, "image_var": 4e-3}, {**fresh, "image_var": 4e-3}, 1.96)["p"]
+    assert calm < 0.01 < 0.1 < noisy
 
 
-def test_gate_fails_when_balanced_accuracy_regresses_even_if_condition_accuracy_rises():
-    base = {"arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.50, "bal_acc": 0.40, "n": 40}}, "dose": {}}
-    fresh = {"arms": {"light_to_dark/psoriasis/seed/V-VI": {"acc": 0.90, "bal_acc": 0.30, "n": 40}}, "dose": {}}
-    (problem,) = gate.compare(base, fresh, 0.05)
-    assert problem == "arms/light_to_dark/psoriasis/seed/V-VI: balanced accuracy 0.300 < baseline 0.400 - 0.05"
-    fresh["arms"]["light_to_dark/psoriasis/seed/V-VI"].pop("bal_acc")
-    assert "balanced accuracy missing" in gate.compare(base, fresh, 0.05)[0]
+def test_holm_controls_the_family():
+    """Twenty estimands each a little down: one alone would be 'significant', Holm over twenty is not."""
+    base = {f"k{i}": estimand(0.60, spread=0.02) for i in range(20)}
+    fresh = {f"k{i}": estimand(0.60 - (0.05 if i == 0 else 0.0), spread=0.02) for i in range(20)}
+    p = gate.drop_test(base["k0"], fresh["k0"], 1.96)["p"]
+    assert p < 0.05
+    assert p * 20 > 0.05
+    assert gate.compare(base, fresh, gate_params(min_effect=0.0))[0] == []
 
 
-def test_update_keeps_the_gated_values_and_n(workdir, params):
-    tmp_path = workdir  # a project of the test's own: no build/features/info.json, whatever the checkout holds
-    fresh = tmp_path / "fresh.json"
-    cell = {"acc": 0.5, "bal_acc": 0.4, "n": 40, "d_share": 0.1, "wilson_low": 0.3}
-    fresh.write_text(json.dumps({"arms": {"k": cell}, "dose": {}, "spillover": {}}))
-    assert gate.main(params, str(tmp_path / "base.json"), str(fresh), update=True) == 0
-    assert json.loads((tmp_path / "base.json").read_text()) == {
-        "arms": {"k": {"acc": 0.5, "bal_acc": 0.4, "n": 40}},
-        "dose": {},
+def gate_params(**values):
+    from dataclasses import replace
+
+    from dermsynth.core import config
+
+    params = config.load()
+    return replace(params, gate=replace(params.gate, **values))
+
+
+def test_a_missing_estimand_fails(params):
+    problems, tested = gate.compare(BASE, {"bal_acc/light_to_dark/fitz_only/far": estimand(0.55)}, params)
+    assert problems == ["gain/light_to_dark/synthetic_vs_seed/pooled: missing from the fresh metrics"]
+    assert tested == 2
+
+
+def test_the_baseline_is_used_as_given(workdir, params, capsys):
+    """One baseline per study scale: no sibling per CPU kind is looked for, whatever files lie beside it."""
+    (workdir / "fresh.json").write_text(json.dumps({"estimands": BASE}))
+    (workdir / "base.json").write_text(json.dumps({"estimands": BASE}))
+    worse = {k: estimand(v["repeats"][2] - 0.2) for k, v in BASE.items()}
+    for sibling in ("base.avx512_bf16.json", "base.amx_bf16.json", "base.avx512_bf16_intel.json"):
+        (workdir / sibling).write_text(json.dumps({"estimands": worse}))
+    assert gate.main(params, "base.json", "fresh.json") == 0
+    assert "gate: passed against base.json: none of 2 estimands regressed" in capsys.readouterr().out
+    (workdir / "base.json").write_text(json.dumps({"estimands": {k: estimand(0.9) for k in BASE}}))
+    assert gate.main(params, "base.json", "fresh.json") == 1
+    assert "FAILED against base.json" in capsys.readouterr().out
+    assert gate.main(params, str(workdir / "none.json"), "fresh.json") == 2
+
+
+def test_update_writes_the_estimands_and_where_they_were_made(workdir, params):
+    (workdir / "fresh.json").write_text(json.dumps({"arms": {}, "estimands": BASE}))
+    assert gate.main(params, "base.json", "fresh.json", update=True) == 0
+    assert json.loads((workdir / "base.json").read_text()) == {
+        "estimands": BASE,
         "made_on": {"device": "unknown", "precision": "unknown"},  # no build/features/info.json in workdir
     }
+
+
+def test_an_old_baseline_or_metrics_without_estimands_is_a_clear_error(workdir, params):
+    (workdir / "fresh.json").write_text(json.dumps({"estimands": BASE}))
+    (workdir / "base.json").write_text(json.dumps({"arms": {"k": {"acc": 0.5, "n": 40}}, "dose": {}}))
+    with pytest.raises(DermsynthError, match=r"old gate's format.*gate --update --baseline base\.json"):
+        gate.main(params, "base.json", "fresh.json")
+    (workdir / "fresh.json").write_text(json.dumps({"arms": {}}))
+    with pytest.raises(DermsynthError, match=r"has no estimands: re-run `dvc repro`"):
+        gate.main(params, "base.json", "fresh.json")
 
 
 def test_a_failure_on_another_device_says_so(workdir, params, capsys):
     features = workdir / "build/features"
     features.mkdir(parents=True)
     (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "bfloat16"}))
-    base = {
-        "arms": {"k": {"acc": 0.6, "n": 40}},
-        "dose": {},
-        "made_on": {"device": "cpu (avx512_bf16)", "precision": "bfloat16"},
-    }
+    base = {"estimands": {"k": estimand(0.9)}, "made_on": {"device": "cpu (avx512_bf16)", "precision": "bfloat16"}}
     (workdir / "base.json").write_text(json.dumps(base))
-    (workdir / "fresh.json").write_text(json.dumps({"arms": {"k": {"acc": 0.4, "n": 40}}, "dose": {}}))
+    (workdir / "fresh.json").write_text(json.dumps({"estimands": {"k": estimand(0.5)}}))
     assert gate.main(params, "base.json", "fresh.json") == 1
-    out = capsys.readouterr().out
-    assert "baseline was made on cpu (avx512_bf16) in bfloat16, these metrics on cpu (amx_bf16)" in out
+    assert (
+        "baseline was made on cpu (avx512_bf16) in bfloat16, these metrics on cpu (amx_bf16)" in capsys.readouterr().out
+    )
     (features / "info.json").write_text(json.dumps(base["made_on"]))  # the same device: no note
     assert gate.main(params, "base.json", "fresh.json") == 1
     assert "note" not in capsys.readouterr().out
-
-
-def test_a_baseline_made_on_this_kind_of_cpu_is_preferred(workdir, params, capsys):
-    features = workdir / "build/features"
-    features.mkdir(parents=True)
-    (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "float32"}))
-    (workdir / "fresh.json").write_text(json.dumps({"arms": {"k": {"acc": 0.4, "n": 40}}, "dose": {}}))
-    (workdir / "base.json").write_text(json.dumps({"arms": {"k": {"acc": 0.6, "n": 40}}, "dose": {}}))
-    assert gate.main(params, "base.json", "fresh.json") == 1  # no sibling yet: the general baseline
-    (workdir / "base.amx_bf16.json").write_text(json.dumps({"arms": {"k": {"acc": 0.42, "n": 40}}, "dose": {}}))
-    assert gate.main(params, "base.json", "fresh.json") == 0
-    assert "base.amx_bf16.json: the baseline made on this kind of CPU (cpu (amx_bf16))" in capsys.readouterr().out
-    (features / "info.json").write_text(json.dumps({"device": "cpu (avx512_bf16)", "precision": "float32"}))
-    assert gate.main(params, "base.json", "fresh.json") == 1  # another kind: the general one again
-    (features / "info.json").write_text(json.dumps({"device": "cpu (amx_bf16)", "precision": "float32"}))
-    assert gate.main(params, "base.json", "fresh.json", update=True) == 0  # --update renews this kind's sibling
-    assert json.loads((workdir / "base.amx_bf16.json").read_text())["arms"]["k"]["acc"] == 0.4
-    assert json.loads((workdir / "base.json").read_text())["arms"]["k"]["acc"] == 0.6
-
-
-def test_a_baseline_of_this_cpu_vendor_comes_before_one_of_its_units_only(tmp_path):
-    """An Intel Xeon and an AMD EPYC, both AVX512-BF16, gave other tables from one code: the vendor refines the kind."""
-    now = {"device": "cpu (avx512_bf16)", "precision": "float32"}
-    base = tmp_path / "base.json"
-    assert gate.for_this_device(base, now, vendor="intel") == base  # no sibling at all: the general baseline
-    (tmp_path / "base.avx512_bf16.json").write_text("{}")
-    assert gate.for_this_device(base, now, vendor="intel") == tmp_path / "base.avx512_bf16.json"
-    (tmp_path / "base.avx512_bf16_intel.json").write_text("{}")
-    assert gate.for_this_device(base, now, vendor="intel") == tmp_path / "base.avx512_bf16_intel.json"
-    assert gate.for_this_device(base, now, vendor="amd") == tmp_path / "base.avx512_bf16.json"
-    assert gate.for_this_device(base, now, vendor="") == tmp_path / "base.avx512_bf16.json"
-    gpu = {"device": "cuda:0 (NVIDIA H100)", "precision": "bfloat16"}
-    assert gate.siblings(base, gpu, "intel") == []  # a GPU is not a kind of CPU: its baseline is the general one
-    assert gate.cpu_vendor() in ("intel", "amd", "")

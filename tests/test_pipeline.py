@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -91,6 +92,21 @@ def test_study_tables_are_complete(study: Path):
     assert (central["bal_acc_p"] <= central["bal_acc_p_holm"]).all()
     assert (central["bal_acc_diff_low"] <= central["bal_acc_difference"]).all()
     assert (central["bal_acc_difference"] <= central["bal_acc_diff_high"]).all()
+    assert (central["difference_low"] <= central["difference"]).all()
+    assert (central["difference"] <= central["difference_high"]).all()
+    gated = json.loads((study / "reports/metrics.json").read_text())["estimands"]
+    configs = ["fitz_only", "seed/psoriasis", "synthetic_and_seed/psoriasis"]
+    assert set(gated) == {
+        *(f"bal_acc/light_to_dark/{c}/{side}" for c in configs for side in ("near", "far")),
+        *(f"worst_group_acc/light_to_dark/{c}" for c in configs),
+        *(f"gain/light_to_dark/{a}/{c}" for a in ("seed", "synthetic_and_seed", "synthetic_vs_seed")
+          for c in ("psoriasis", "pooled")),
+    }  # fmt: skip
+    assert all(len(e["repeats"]) == 2 and e["image_var"] >= 0 and e["n"] > 0 for e in gated.values())
+    far = json.loads((study / "reports/metrics.json").read_text())["arms"]
+    assert np.mean(gated["bal_acc/light_to_dark/seed/psoriasis/far"]["repeats"]) == pytest.approx(
+        far["light_to_dark/psoriasis/seed/V-VI"]["bal_acc"]
+    )
     tests = pd.read_csv(study / "reports/tables/paired_tests.csv")
     assert len(tests) == 2 * 2  # (seed, synthetic_and_seed) x 2 test groups
     assert (tests["b_only_fitz_only"] + tests["c_only_arm"] <= tests["n"]).all()
@@ -277,8 +293,9 @@ def test_gate_accepts_its_own_baseline_and_rejects_a_regression(study: Path):
     assert subprocess.run([*gate, "--update"], cwd=study, env=env, check=False).returncode == 0
     assert subprocess.run(gate, cwd=study, env=env, check=False).returncode == 0
     baseline = json.loads((study / "reports/baseline.json").read_text())
-    key = next(iter(baseline["arms"]))
-    baseline["arms"][key]["acc"] = 1.5
+    gated = baseline["estimands"]
+    key = min(gated, key=lambda k: gated[k]["image_var"] + np.var(gated[k]["repeats"]))  # the most precise one
+    gated[key]["repeats"] = [v + 1.0 for v in gated[key]["repeats"]]  # the baseline a whole unit better
     (study / "reports/baseline.json").write_text(json.dumps(baseline))
     done = subprocess.run(gate, cwd=study, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 1

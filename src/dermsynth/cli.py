@@ -135,11 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     gate = sub.add_parser(
         "gate",
         help="compare reports/metrics.json with the committed baseline",
-        description="Exit 1 naming every accuracy cell that fell below the baseline by more than gate.tolerance.",
+        description="Exit 1 naming every estimand (balanced accuracy near and far, worst-group accuracy, gains) "
+        "whose drop below the baseline is significant (one-sided Welch over repeats and images, Holm at gate.alpha) "
+        "and larger than gate.min_effect.",
     )
-    gate.add_argument("--baseline", default=None, help="baseline JSON (default: reports/baseline.json)")
+    gate.add_argument("--baseline", default=None, help="baseline JSON, used as given (default: reports/baseline.json)")
     gate.add_argument("--metrics", default=None, help="fresh metrics JSON (default: reports/metrics.json)")
-    gate.add_argument("--update", action="store_true", help="write the fresh metrics as the new baseline")
+    gate.add_argument("--update", action="store_true", help="write the fresh estimands as the new baseline")
     overrides = sub.add_parser(
         "overrides",
         help="print a configuration file's settings as `dvc exp run -S` arguments",

@@ -24,6 +24,7 @@ import math
 import pandas as pd
 
 from dermsynth.analysis import compare
+from dermsynth.analysis.estimands import estimands
 from dermsynth.analysis.grid import arm_of, dose_of, planned_runs
 from dermsynth.analysis.metrics import fairness, run_metrics, signal
 from dermsynth.core import files, paths
@@ -265,7 +266,7 @@ def main(params: Params) -> None:
     trends = compare.dose_trends(params)
     runs = [{**run, "arm": arm_of(run)} for run in planned_runs(params)]
     fairness_by_run = compare.fairness_table(runs)
-    files.write_json(paths.STUDY_METRICS, keyed(rows))
+    files.write_json(paths.STUDY_METRICS, {**keyed(rows), "estimands": estimands(params)})
     for name, items in rows.items():
         files.write_csv(paths.PLOTS / f"{name}.csv", with_plot_labels(name, pd.DataFrame(items)))
     central = compare.synthetic_vs_seed(params)

@@ -157,6 +157,11 @@ def _image_parts(per_image: np.ndarray, strata: ArrayLike | None) -> list[tuple[
     return parts
 
 
+def image_variance(per_image: ArrayLike, strata: ArrayLike | None = None) -> float:
+    """The images' part of the variance of a mean over images (each image's value averaged over the repeats)."""
+    return sum(v for v, _ in _image_parts(np.asarray(per_image, dtype=float), strata))
+
+
 def crossed_interval(
     arm: ArrayLike, z: float, reference: ArrayLike | None = None, strata: ArrayLike | None = None
 ) -> dict[str, float]:

@@ -199,7 +199,9 @@ class Report:
 
 @dataclass(frozen=True)
 class Gate:
-    tolerance: float
+    tolerance: float  # the registry's champion rule (register): how far below the champion a challenger may fall
+    alpha: float  # the regression gate's family-wise false-alarm rate (Holm over the estimands)
+    min_effect: float  # ... and the smallest drop that fails it
 
 
 @dataclass(frozen=True)

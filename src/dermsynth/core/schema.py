@@ -142,6 +142,8 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("evaluate.z", lambda v: v > 0, "> 0"),
     ("evaluate.collapse_share", lambda v: v > 1, "> 1"),
     ("gate.tolerance", lambda v: v >= 0, ">= 0"),
+    ("gate.alpha", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("gate.min_effect", lambda v: v >= 0, ">= 0"),
     ("tune.trials", lambda v: v >= 1, "at least 1"),
     ("tune.lr", _interval(1e-12), "[low, high] with 0 < low <= high (log scale)"),
     ("tune.weight_decay", _interval(1e-12), "[low, high] with 0 < low <= high (log scale)"),
