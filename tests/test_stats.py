@@ -225,7 +225,11 @@ def test_the_crossed_interval_by_hand_and_paired():
     split = np.array([[1, 1, 1, 1], [0, 0, 0, 0]])  # images alike, repeats disagree completely
     wide = crossed_interval(split, Z)
     assert wide["sd"] == pytest.approx(0.5)  # sigma_b^2 / R = (MS_repeat - MS_residual) / nR = (4 * 0.5 - 0) / 8
-    assert wide["high"] - wide["low"] > 2 * 0.5 * Z  # one degree of freedom: Student's t, wider than z
+    assert wide["df"] == pytest.approx(1)
+    assert (wide["low"], wide["high"]) == (0.0, 1.0)  # t(1) = 12.7: the raw interval (-5.9, 6.9), clipped to a rate's
+    opposite = crossed_interval(1 - split, Z, reference=split)  # a difference is clipped to [-1, 1] instead
+    assert opposite["estimate"] == pytest.approx(0.0)
+    assert (opposite["low"], opposite["high"]) == (-1.0, 1.0)
     better = crossed_interval(np.array([[1, 1, 1, 1], [1, 0, 1, 1]]), Z, reference=same)  # image 2 fixed once
     assert better["estimate"] == pytest.approx(0.125)
     assert crossed_interval(same, Z, reference=same)["sd"] == 0.0

@@ -132,8 +132,15 @@ def _repeat_part(z: np.ndarray) -> float:
     return max(0.0, ms_repeat - _ms_residual(z)) / (n * r)
 
 
-def _t_interval(estimate: float, components: list[tuple[float, int]], z: float) -> dict[str, float]:
-    """Student's t interval and two-sided p from variance components (variance, df), Satterthwaite's df."""
+def _t_interval(
+    estimate: float, components: list[tuple[float, int]], z: float, bounds: tuple[float, float]
+) -> dict[str, float]:
+    """Student's t interval and two-sided p from variance components (variance, df), Satterthwaite's df.
+
+    The interval is clipped to ``bounds``, the values the quantity can take: with two repeats
+    that disagree the t quantile is large (12.7 at one df) and the raw interval of a share can
+    reach below 0, which no reader can use. The p-value is not affected.
+    """
     variance = sum(v for v, _ in components)
     if variance <= 0:  # every image and repeat agrees: no spread to test against
         p = 1.0 if estimate == 0 else 0.0
@@ -142,7 +149,8 @@ def _t_interval(estimate: float, components: list[tuple[float, int]], z: float) 
     sd = math.sqrt(variance)
     half = float(sps.t.ppf(sps.norm.cdf(z), df)) * sd
     p = float(2 * sps.t.sf(abs(estimate) / sd, df))  # two-sided, H0: the mean (difference) is 0
-    return {"estimate": estimate, "sd": sd, "low": estimate - half, "high": estimate + half, "df": df, "p": p}
+    low, high = max(bounds[0], estimate - half), min(bounds[1], estimate + half)
+    return {"estimate": estimate, "sd": sd, "low": low, "high": high, "df": df, "p": p}
 
 
 def _image_parts(per_image: np.ndarray, strata: ArrayLike | None) -> list[tuple[float, int]]:
@@ -194,7 +202,8 @@ def crossed_interval(
         return {"estimate": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "df": math.nan, "p": math.nan}
     per_image = arms[0].mean(0) - (arms[1].mean(0) if len(arms) > 1 else 0.0)
     components = _image_parts(per_image, strata) + [(_repeat_part(m), m.shape[0] - 1) for m in arms]
-    return _t_interval(float(per_image.mean()), components, z)
+    bounds = (-1.0, 1.0) if reference is not None else (0.0, 1.0)
+    return _t_interval(float(per_image.mean()), components, z, bounds)
 
 
 def crossed_gap(
@@ -216,7 +225,7 @@ def crossed_gap(
         gaps = a.mean(1) - b.mean(1)
         noise = _ms_residual(a) / a.shape[1] + _ms_residual(b) / b.shape[1]
         components.append((max(0.0, float(gaps.var(ddof=1)) - noise) / r, r - 1))
-    return _t_interval(float(a.mean() - b.mean()), components, z)
+    return _t_interval(float(a.mean() - b.mean()), components, z, (-1.0, 1.0))
 
 
 def weighted_auc(scores: ArrayLike, positive: ArrayLike, weights: np.ndarray) -> np.ndarray:
