@@ -116,6 +116,20 @@ def test_the_finding_says_which_measures_tell_the_controls_apart():
     assert recovery.finding(recovery.table([oracle])) == []  # no null control
 
 
+def test_the_finding_names_where_the_oracle_falls_short_beside_the_null():
+    """A second pair where the oracle loses AUC about as much as the null: named, with both changes and the limit."""
+    table = recovery.table(
+        [snapshot("oracle", (0.3, 0.1, 0.5), auc=(0.05, 0.01, 0.09)), snapshot("null", (0.0, -0.1, 0.1))]
+    )
+    second = table.assign(condition="squamous_cell_carcinoma", auc_vs_seed=[-0.04, -0.045], auc_verdict="loss")
+    text = "\n".join(recovery.finding(pd.concat([table, second], ignore_index=True)))
+    assert "On condition AUC the oracle shows no gain in 1 of 2 pairs: light_to_dark squamous cell carcinoma" in text
+    assert "(loss: oracle -0.040, null -0.045)" in text
+    assert "What limits it" in text
+    assert "On condition accuracy" not in text  # accuracy separates them too, and the oracle gains in both pairs
+    assert "shows no gain" not in "\n".join(recovery.finding(table))  # the first pair alone: the oracle gains
+
+
 def test_tables_only_rebuilds_the_tables_from_stored_snapshots(workdir, params):
     from dermsynth import compare_cli
     from dermsynth.core import files

@@ -36,6 +36,7 @@ MEASURES = {  # verdict column -> what it measures, in the order the summaries g
     "bal_acc_verdict": "balanced accuracy",
     "auc_verdict": "condition AUC",
 }
+CHANGES = {"verdict": "gain_vs_seed", "bal_acc_verdict": "bal_acc_vs_seed", "auc_verdict": "auc_vs_seed"}
 
 
 def verdict(low: float, high: float) -> str:
@@ -139,11 +140,15 @@ def finding(recovered: pd.DataFrame) -> list[str]:
             'at the far skin tone, whatever they show, teaches the head "this tone -> this condition", so the '
             "condition's accuracy rises with the share of the group's predictions that go to it (the collapse rules "
             "flag most of these cells), and the other conditions pay for it in balanced accuracy. The condition's "
-            "AUC ranks the group's images by the condition's probability, which such a shift leaves unchanged."
+            "AUC ranks the group's images by the condition's probability, which a uniform shift of the prior leaves "
+            "unchanged."
         )
-    good = [MEASURES[column] for column, c in by.items() if separates(c)]
+    good = [column for column, c in by.items() if separates(c)]
     if good:
-        lines.append(f"Read the real generators on what separates the controls: {', '.join(good)}.")
+        lines += [shortfall(recovered, column) for column in good if by[column]["oracle"]["gain"] < pairs]
+        lines.append(
+            f"Read the real generators on what separates the controls: {', '.join(MEASURES[c] for c in good)}."
+        )
     else:
         lines.append(
             "No measure separates the controls at this dose, so the pipeline cannot show the oracle's benefit apart "
@@ -151,6 +156,32 @@ def finding(recovered: pd.DataFrame) -> list[str]:
             "far group's test images are few."
         )
     return lines
+
+
+def shortfall(recovered: pd.DataFrame, column: str) -> str:
+    """Where the oracle shows no gain on a measure, each pair beside the null's change there, and what limits it.
+
+    A perfect generator that gains nothing in a pair says the pipeline cannot recover a real
+    benefit there; where the oracle's change is close to the null's, what its images teach
+    about the lesion is outweighed by what every one-label augmentation teaches about tone.
+    """
+    change = CHANGES[column]
+    by_pair = {g: rows.set_index(["direction", "condition"]) for g, rows in recovered.groupby("generator")}
+    oracle, null = by_pair["oracle"], by_pair["null"]
+    missed = oracle[oracle[column] != "gain"]
+    pairs = "; ".join(
+        f"{direction} {condition.replace('_', ' ')} ({row[column]}: oracle {row[change]:+.3f}, "
+        f"null {null[change].get((direction, condition), math.nan):+.3f})"
+        for (direction, condition), row in missed.iterrows()
+    )
+    return (
+        f"On {MEASURES[column]} the oracle shows no gain in {len(missed)} of {len(oracle)} pairs: {pairs}. What "
+        "limits it: the arm adds images of one condition at one skin tone, so the shortcut the null shows on its own "
+        "(this tone -> this condition) comes with the oracle's images too, and a head that is not linear does not "
+        "shift every image's probability alike, so the shortcut can cost AUC; where the oracle's change is close to "
+        "the null's, the information in its new lesions does not outweigh it. Augmenting every condition at the "
+        "far tone would remove the shortcut."
+    )
 
 
 def _interval(value: float, low: float, high: float) -> str:
