@@ -141,6 +141,17 @@ def flagged_cells(cells: pd.DataFrame, k: float) -> list[str]:
     return [*lines, ""]
 
 
+def _arrow(tests: pd.DataFrame, measure: str) -> list[str]:
+    """`seed -> synthetic_and_seed` for one measure's reference and arm columns."""
+    return [f"{a:.3f} -> {b:.3f}" for a, b in zip(tests[f"{measure}_reference"], tests[f"{measure}_arm"], strict=True)]
+
+
+def _with_interval(tests: pd.DataFrame, value: str, bounds: str) -> list[str]:
+    """`d [low, high]` from a difference column and its `<bounds>_low` / `<bounds>_high` columns."""
+    columns = zip(tests[value], tests[f"{bounds}_low"], tests[f"{bounds}_high"], strict=True)
+    return [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in columns]
+
+
 def central_table(tests: pd.DataFrame, level: str) -> str:
     if tests.empty:
         return "(the grid lacks the `seed` or `synthetic_and_seed` arm: nothing to compare)"
@@ -157,26 +168,12 @@ def central_table(tests: pd.DataFrame, level: str) -> str:
             "McNemar p": tests["p"].map(fmt_p),
             "Holm p": tests["p_holm"].map(fmt_p),
             "N group": tests["n_group"],
-            "balanced acc: seed -> synthetic": [
-                f"{a:.3f} -> {b:.3f}" for a, b in zip(tests["bal_acc_reference"], tests["bal_acc_arm"], strict=True)
-            ],
-            f"difference [{level}]": [
-                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                for d, lo, hi in zip(
-                    tests["bal_acc_difference"], tests["bal_acc_diff_low"], tests["bal_acc_diff_high"], strict=True
-                )
-            ],
+            "balanced acc: seed -> synthetic": _arrow(tests, "bal_acc"),
+            f"difference [{level}]": _with_interval(tests, "bal_acc_difference", "bal_acc_diff"),
             "p (t)": tests["bal_acc_p"].map(fmt_p),
             "Holm p (balanced)": tests["bal_acc_p_holm"].map(fmt_p),
-            "condition AUC: seed -> synthetic": [
-                f"{a:.3f} -> {b:.3f}" for a, b in zip(tests["auc_reference"], tests["auc_arm"], strict=True)
-            ],
-            f"AUC difference [{level}]": [
-                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                for d, lo, hi in zip(
-                    tests["auc_difference"], tests["auc_diff_low"], tests["auc_diff_high"], strict=True
-                )
-            ],
+            "condition AUC: seed -> synthetic": _arrow(tests, "auc"),
+            f"AUC difference [{level}]": _with_interval(tests, "auc_difference", "auc_diff"),
             "Holm p (AUC)": tests["auc_p_holm"].map(fmt_p),
         }
     )
