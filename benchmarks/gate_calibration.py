@@ -1,0 +1,189 @@
+"""The regression gate's false-alarm rate and power at CI scale, measured: reports/benchmarks.json `gate`.
+
+Every run is the CI-scale study (configs/ci.yaml) in a scratch clone of HEAD, then
+`dermsynth gate --baseline reports/baseline-ci.json`, exactly as `make ci-study` gates it.
+
+- **Null runs** differ from the baseline only in what must not count as a regression: each has
+  its own `train.seed`, and they take turns adding a new `split.seed` (the same design, other
+  images in each role) and `features.precision: bfloat16` (the baseline is float32). The share
+  that fail is the gate's false-alarm rate (goal: 5% or less, over at least 20 runs).
+- **Planted runs**, several per plant, each with its own `train.seed` too: 20% of psoriasis's
+  training labels flipped to squamous cell carcinoma, the synthetic images dropped, a quarter of
+  the epochs, the far group's seeds replaced by near-group images (benchmarks/gate_plants.py;
+  the epochs are a parameter override). The share that fail is each plant's detection rate
+  (goal: 80% or more).
+
+Every run's train.seed is distinct, so DVC's run cache can never hand one run another's results.
+Each run's outcome is appended to build/gate_calibration/<commit>/runs.jsonl as it finishes, and
+the gate section is rewritten from every run of this commit after each one: the benchmark takes
+hours on 2 cores, so it resumes where it stopped and can be spread over sessions.
+
+    python benchmarks/gate_calibration.py                   # 20 null runs and 5 per plant
+    python benchmarks/gate_calibration.py --hours 1         # start no run after an hour
+    python benchmarks/gate_calibration.py --null 4 --per-plant 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from dermsynth.analysis.stats import wilson
+from dermsynth.core import files, paths
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
+NULL_KINDS = ("train_seed", "split_seed", "bfloat16")
+GOALS = {"false_alarm_rate": 0.05, "detection_rate": 0.8, "null_runs": 20}
+SITECUSTOMIZE = """import os
+if os.environ.get("GATE_PLANT"):
+    import gate_plants
+    gate_plants.install(os.environ["GATE_PLANT"])
+"""
+VERDICT = re.compile(r"gate: (FAILED|passed) against \S+: (none|\d+) of (\d+) estimands")
+
+
+def specs(null: int, per_plant: int, epochs: int) -> list[dict]:
+    """The runs, interleaved (null, plant, null, plant, ...) so that a partial benchmark measures both."""
+    nulls = []
+    for i in range(null):
+        kind = NULL_KINDS[i % len(NULL_KINDS)]
+        overrides = {"split.seed": 3000 + i} if kind == "split_seed" else {}
+        overrides |= {"features.precision": "bfloat16"} if kind == "bfloat16" else {}
+        nulls.append({"name": f"null-{i:02d}-{kind}", "kind": "null", "variant": kind, "overrides": overrides})
+    plants = []
+    for j in range(per_plant):
+        for plant in PLANTS:
+            overrides = {"train.epochs": max(1, epochs // 4)} if plant == "quarter_epochs" else {}
+            plants.append({"name": f"plant-{plant}-{j}", "kind": "plant", "variant": plant, "overrides": overrides})
+    runs = [r for pair in zip(nulls, plants, strict=False) for r in pair]
+    runs += nulls[len(plants) :] + plants[len(nulls) :]
+    for k, run in enumerate(runs):  # every run its own training stream, also the planted ones
+        run["overrides"] = {"train.seed": 1000 + k, "split.seed": 2022, "features.precision": "float32",
+                            "train.epochs": epochs, **run["overrides"]}  # fmt: skip
+    return runs
+
+
+def commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def scratch(folder: Path) -> Path:
+    """A clone of HEAD sharing this checkout's environment, and the sitecustomize that switches plants on."""
+    work = folder / "work"
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+        (work / ".venv").symlink_to(ROOT / ".venv")
+    hook = folder / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return work
+
+
+def ci_overrides(work: Path) -> list[str]:
+    out = subprocess.run(["dermsynth", "overrides", "configs/ci.yaml"], cwd=work, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def run_one(work: Path, hook: Path, spec: dict) -> dict:
+    """One CI-scale study and its gate; the outcome as a record (the gate's own lines kept)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT / "benchmarks"), str(work / "src")])}
+    if spec["kind"] == "plant" and spec["variant"] != "quarter_epochs":
+        env["GATE_PLANT"] = spec["variant"]
+    sets = [arg for key, value in spec["overrides"].items() for arg in ("-S", f"{key}={value}")]
+    start = time.monotonic()
+    study = subprocess.run(
+        ["dvc", "exp", "run", *ci_overrides(work), *sets], cwd=work, env=env, capture_output=True, text=True
+    )
+    gate = subprocess.run(["dermsynth", "gate", "--baseline", "reports/baseline-ci.json"], cwd=work, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    found = VERDICT.search(gate.stdout)
+    record = {**spec, "seconds": round(time.monotonic() - start, 1), "study_exit": study.returncode,
+              "gate_exit": gate.returncode, "failed": None, "tested": None,
+              "regressions": [line.strip() for line in gate.stdout.splitlines() if line.startswith("  ")]}  # fmt: skip
+    if study.returncode != 0 or not found:  # the study or the gate broke: no verdict, and say why
+        record["error"] = (study.stderr or gate.stderr or gate.stdout)[-2000:]
+        return record
+    record["failed"] = 0 if found[2] == "none" else int(found[2])
+    record["tested"] = int(found[3])
+    return record
+
+
+def summary(records: list[dict], sha: str) -> dict:
+    """Rates with Wilson intervals (95%) from the runs that reached a verdict; the goals beside them."""
+    judged = [r for r in records if r["failed"] is not None]
+    nulls = [r for r in judged if r["kind"] == "null"]
+    alarms = sum(r["failed"] > 0 for r in nulls)
+    out: dict = {"commit": sha, "scale": "configs/ci.yaml", "baseline": "reports/baseline-ci.json", "goals": GOALS,
+                 "null_runs": len(nulls), "false_alarms": alarms, "errors": len(records) - len(judged)}  # fmt: skip
+    if nulls:
+        out["false_alarm_rate"] = alarms / len(nulls)
+        out["false_alarm_interval"] = list(wilson(alarms, len(nulls), 1.96))
+        out["false_alarms_by_variant"] = {
+            v: f"{sum(r['failed'] > 0 for r in nulls if r['variant'] == v)} of {sum(r['variant'] == v for r in nulls)}"
+            for v in NULL_KINDS
+        }
+    out["planted"] = {}
+    for plant in PLANTS:
+        runs = [r for r in judged if r["kind"] == "plant" and r["variant"] == plant]
+        if runs:
+            hits = sum(r["failed"] > 0 for r in runs)
+            out["planted"][plant] = {"runs": len(runs), "detected": hits, "detection_rate": hits / len(runs),
+                                     "interval": list(wilson(hits, len(runs), 1.96)),
+                                     "failing_estimands_mean": sum(r["failed"] for r in runs) / len(runs)}  # fmt: skip
+    out["complete"] = len(nulls) >= GOALS["null_runs"] and all(p in out["planted"] for p in PLANTS)
+    return out
+
+
+def write(section: dict) -> None:
+    path = ROOT / paths.REPORTS / "benchmarks.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged["gate"] = section
+    files.write_json(path, merged)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--null", type=int, default=GOALS["null_runs"], help="null runs (default 20)")
+    parser.add_argument("--per-plant", type=int, default=5, help="runs per planted regression (default 5)")
+    parser.add_argument("--hours", type=float, default=None, help="start no run after this many hours")
+    args = parser.parse_args(argv)
+    sha = commit()
+    folder = ROOT / paths.BUILD / "gate_calibration" / sha[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "runs.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {r["name"] for r in records}
+    work, begin = scratch(folder), time.monotonic()
+    epochs = int(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["epochs"])
+    todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
+    print(f"gate_calibration: {len(done)} runs of {sha[:12]} recorded, {len(todo)} to go (scratch {work})")
+    for spec in todo:
+        if args.hours is not None and time.monotonic() - begin > args.hours * 3600:
+            print(f"gate_calibration: --hours {args.hours} reached; run again to go on")
+            break
+        record = run_one(work, folder / "hook", spec)
+        with log.open("a") as out:  # one line per finished run: a killed benchmark loses only the run in progress
+            out.write(json.dumps(record) + "\n")
+        records.append(record)
+        verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
+        print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
+        write(summary(records, sha))
+    section = summary(records, sha)
+    write(section)
+    print(json.dumps({k: v for k, v in section.items() if k != "goals"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

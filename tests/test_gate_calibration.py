@@ -1,0 +1,131 @@
+"""The gate calibration benchmark's plants and bookkeeping (benchmarks/gate_calibration.py, gate_plants.py).
+
+The plants must do what the benchmark says they do to the real `training_set`, reach a
+`dermsynth train` process only through GATE_PLANT, and every run must get its own training
+stream, or DVC's run cache could hand a planted run a clean run's results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dermsynth.model.trainset import training_set
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import gate_calibration  # noqa: E402 (from benchmarks/, not a package)
+import gate_plants  # noqa: E402
+
+
+def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """10 psoriasis and 5 squamous cell carcinoma training images, 2 psoriasis seeds with 2 synthetic images each."""
+    rows = [
+        ("p", "psoriasis", "train", 10),
+        ("c", "squamous cell carcinoma", "train", 5),
+        ("s", "psoriasis", "seed", 2),
+    ]
+    splits = pd.DataFrame(
+        [
+            {"md5hash": f"{prefix}{i}", "label": label, "role": role, "direction": "light_to_dark"}
+            for prefix, label, role, count in rows
+            for i in range(count)
+        ]
+    )
+    curated = pd.DataFrame(
+        [
+            {"file": f"s{i}_{k}.png", "label": "psoriasis", "seed_group": "V-VI", "rank": k, "seed_md5hash": f"s{i}"}
+            for i in range(2)
+            for k in range(2)
+        ]
+    )
+    return splits, curated
+
+
+def planted(plant: str, arm: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    splits, curated = tables()
+    clean = training_set(splits, curated, "light_to_dark", "psoriasis", arm, None, 2)
+    wrapped = gate_plants.planted(training_set, plant)
+    return clean, wrapped(splits, curated, "light_to_dark", "psoriasis", arm, None, 2)
+
+
+def test_flip_labels_relabels_a_fifth_of_psoriasis_training_images_in_every_arm():
+    for arm in ("fitz_only", "synthetic_and_seed"):
+        clean, dirty = planted("flip_labels", arm)
+        changed = dirty[clean["label"] != dirty["label"]]
+        assert len(changed) == 2  # 20% of the 10 real psoriasis images
+        assert set(changed["label"]) == {"squamous cell carcinoma"}
+        assert changed["key"].str.startswith("p").all()  # real training images; seeds and synthetic keep theirs
+    assert list(planted("flip_labels", "fitz_only")[1]["key"]) == list(planted("flip_labels", "seed")[1]["key"][:15])
+
+
+def test_drop_synthetic_leaves_the_seed_arm():
+    clean, dirty = planted("drop_synthetic", "synthetic_and_seed")
+    assert len(clean) == 15 + 2 + 4
+    seed_arm, _ = planted("drop_synthetic", "seed")
+    assert sorted(dirty["key"]) == sorted(seed_arm["key"])
+
+
+def test_near_seeds_swaps_the_seeds_for_near_group_images_of_their_condition():
+    clean, dirty = planted("near_seeds", "synthetic_and_seed")
+    assert len(dirty) == len(clean)
+    real = dirty[~dirty["key"].str.endswith(".png")]
+    assert not real["key"].isin(["s0", "s1"]).any()  # no far-group seed left
+    assert real["key"].value_counts().max() == 2  # two near-group psoriasis images now appear twice
+    assert set(dirty.loc[dirty["key"].duplicated(), "label"]) == {"psoriasis"}
+    assert dirty["key"].str.endswith(".png").sum() == 4  # the synthetic images stay
+    fitz_clean, fitz = planted("near_seeds", "fitz_only")
+    assert fitz.equals(fitz_clean)  # no seeds, nothing to swap
+
+
+def test_the_plant_reaches_a_process_only_through_gate_plant(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(gate_calibration.SITECUSTOMIZE)
+    probe = "from dermsynth.model import trainset; print(trainset.training_set.__qualname__)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(BENCHMARKS), *sys.path])}
+    plain = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == "training_set"
+    env["GATE_PLANT"] = "drop_synthetic"
+    patched = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert patched.stdout.strip() == "planted.<locals>.training_set"
+    env["GATE_PLANT"] = "typo"
+    wrong = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert wrong.returncode != 0
+    assert "not one of" in wrong.stderr
+
+
+def test_every_run_has_its_own_training_stream_and_the_runs_interleave():
+    runs = gate_calibration.specs(null=6, per_plant=2, epochs=20)
+    assert len(runs) == 6 + 2 * 4
+    assert len({r["overrides"]["train.seed"] for r in runs}) == len(runs)
+    assert [r["kind"] for r in runs[:4]] == ["null", "plant", "null", "plant"]
+    assert {r["variant"] for r in runs if r["kind"] == "null"} == {"train_seed", "split_seed", "bfloat16"}
+    quarter = [r for r in runs if r["variant"] == "quarter_epochs"]
+    assert {r["overrides"]["train.epochs"] for r in quarter} == {5}
+    assert all(r["overrides"]["train.epochs"] == 20 for r in runs if r["variant"] != "quarter_epochs")
+    split = [r for r in runs if r["variant"] == "split_seed"]
+    assert all(r["overrides"]["split.seed"] != 2022 for r in split)
+
+
+def test_the_summary_counts_alarms_detections_and_broken_runs():
+    def record(kind: str, variant: str, failed: int | None) -> dict:
+        return {"kind": kind, "variant": variant, "failed": failed}
+
+    records = [record("null", "train_seed", 0)] * 18 + [
+        record("null", "bfloat16", 3),
+        record("null", "split_seed", None),
+    ]
+    records += [record("plant", "flip_labels", 5)] * 4 + [record("plant", "flip_labels", 0)]
+    section = gate_calibration.summary(records, "abc")
+    assert (section["null_runs"], section["false_alarms"], section["errors"]) == (19, 1, 1)
+    assert section["false_alarm_rate"] == pytest.approx(1 / 19)
+    assert section["false_alarm_interval"][0] < 1 / 19 < section["false_alarm_interval"][1]
+    assert section["planted"]["flip_labels"]["detection_rate"] == pytest.approx(0.8)
+    assert section["complete"] is False  # 19 null runs, and three plants not run
