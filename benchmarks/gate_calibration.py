@@ -14,7 +14,8 @@ Every run is the CI-scale study (configs/ci.yaml) in a scratch clone of HEAD, th
   (goal: 80% or more).
 
 Every run's train.seed is distinct, so DVC's run cache can never hand one run another's results.
-Each run's outcome is appended to build/gate_calibration/<commit>/runs.jsonl as it finishes, and
+Each run's outcome is appended to build/gate_calibration/<commit>/runs.jsonl as it finishes (a run
+that broke, with no verdict, is tried again on the next start), and
 the gate section is rewritten from every run of this commit after each one: the benchmark takes
 hours on 2 cores, so it resumes where it stopped and can be spread over sessions.
 
@@ -119,6 +120,11 @@ def run_one(work: Path, hook: Path, spec: dict) -> dict:
     return record
 
 
+def latest(records: list[dict]) -> list[dict]:
+    """The last record of each run name: a run retried after it broke counts once, as it ended last."""
+    return list({r["name"]: r for r in records}.values())
+
+
 def summary(records: list[dict], sha: str) -> dict:
     """Rates with Wilson intervals (95%) from the runs that reached a verdict; the goals beside them."""
     judged = [r for r in records if r["failed"] is not None]
@@ -162,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = ROOT / paths.BUILD / "gate_calibration" / sha[:12]
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "runs.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {r["name"] for r in records}
+    records = latest([json.loads(line) for line in log.read_text().splitlines()] if log.exists() else [])
+    done = {r["name"] for r in records if r["failed"] is not None}  # a run that broke is tried again
     work, begin = scratch(folder), time.monotonic()
     epochs = int(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["epochs"])
     todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_one(work, folder / "hook", spec)
         with log.open("a") as out:  # one line per finished run: a killed benchmark loses only the run in progress
             out.write(json.dumps(record) + "\n")
-        records.append(record)
+        records = latest([*records, record])
         verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
         print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
         write(summary(records, sha))

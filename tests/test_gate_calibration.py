@@ -129,3 +129,11 @@ def test_the_summary_counts_alarms_detections_and_broken_runs():
     assert section["false_alarm_interval"][0] < 1 / 19 < section["false_alarm_interval"][1]
     assert section["planted"]["flip_labels"]["detection_rate"] == pytest.approx(0.8)
     assert section["complete"] is False  # 19 null runs, and three plants not run
+
+
+def test_a_run_retried_after_it_broke_counts_once():
+    broke = {"name": "plant-drop_synthetic-0", "kind": "plant", "variant": "drop_synthetic", "failed": None}
+    retried = {**broke, "failed": 4}
+    records = gate_calibration.latest([broke, {**broke, "name": "other"}, retried])
+    assert [r["failed"] for r in records] == [4, None]
+    assert gate_calibration.summary(records, "abc")["planted"]["drop_synthetic"]["runs"] == 1

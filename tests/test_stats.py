@@ -254,3 +254,14 @@ def test_the_gap_interval_counts_each_repeats_own_gap():
     assert torn["high"] - torn["low"] > alike["high"] - alike["low"]
     with pytest.raises(ValueError, match="different repeats"):
         crossed_gap(near, far[:2], Z)
+
+
+def test_dose_trend_with_every_image_alike_at_every_dose_gives_nan_not_a_domain_error():
+    """Dose arms that lost their synthetic images score every image as the seed arm does: no robust variance."""
+    outcomes = np.array([1, 0, 1, 1, 0, 1, 0, 1], dtype=bool)  # one outcome per image, the same at each dose
+    doses = np.array([0, 2, 8, 16])
+    correct = np.repeat(outcomes, doses.size)
+    res = dose_trend(correct, np.tile(doses, outcomes.size), np.repeat(np.arange(outcomes.size), doses.size), Z)
+    assert res["slope"] == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(res["se"])
+    assert math.isnan(res["p"])

@@ -288,8 +288,10 @@ def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike, z_level:
     Returns slope (log-odds per doubling), se, z, two-sided normal p, odds_ratio_per_doubling with its
     interval (or_low, or_high, at the normal quantile ``z_level``: evaluate.z), n predictions and G
     clusters. Degenerate inputs do not raise: when every prediction is correct, none is, there is a
-    single dose level, the fit does not converge (perfect separation), or there is only one cluster
-    (no robust SE), the undefined statistics are nan.
+    single dose level, the fit does not converge (perfect separation), there is only one cluster
+    (no robust SE), or the robust variance is not positive (every image scored alike at every dose,
+    as when the dose arms lost their synthetic images: rounding then leaves it at 0 or just below),
+    the undefined statistics are nan.
     """
     y = np.asarray(correct, dtype=float)
     d = np.asarray(dose, dtype=float)
@@ -309,7 +311,10 @@ def dose_trend(correct: ArrayLike, dose: ArrayLike, cluster: ArrayLike, z_level:
     result |= {"slope": slope, "odds_ratio_per_doubling": math.exp(slope)}
     if n_clusters < 2:
         return result
-    se = float(math.sqrt(cluster_robust_cov(x, y, beta, g)[1, 1]))
+    variance = float(cluster_robust_cov(x, y, beta, g)[1, 1])
+    if not math.isfinite(variance) or variance <= 1e-12 * max(1.0, slope * slope):
+        return result
+    se = math.sqrt(variance)
     z = slope / se
     result |= {
         "se": se,
