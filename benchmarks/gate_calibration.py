@@ -37,8 +37,9 @@ from pathlib import Path
 
 import yaml
 
-from dermsynth.analysis.stats import wilson
+from dermsynth.analysis.stats import holm, wilson
 from dermsynth.core import files, paths
+from dermsynth.gate import drop_test
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
@@ -117,12 +118,48 @@ def run_one(work: Path, hook: Path, spec: dict) -> dict:
         return record
     record["failed"] = 0 if found[2] == "none" else int(found[2])
     record["tested"] = int(found[3])
+    record["effects"] = study_effects(work, json.loads((work / "reports" / "metrics.json").read_text()))
     return record
 
 
 def latest(records: list[dict]) -> list[dict]:
     """The last record of each run name: a run retried after it broke counts once, as it ended last."""
     return list({r["name"]: r for r in records}.values())
+
+
+def effects(baseline: dict, fresh: dict, z: float) -> dict:
+    """What the gate saw, pass or fail: the smallest Holm p and the five largest drops with their p (for power)."""
+    keys = sorted(set(baseline) & set(fresh))
+    tests = {k: drop_test(baseline[k], fresh[k], z) for k in keys}
+    adjusted = dict(zip(keys, holm([tests[k]["p"] for k in keys]), strict=True))
+    worst = sorted(keys, key=lambda k: tests[k]["difference"])[:5]
+    drops = [{"estimand": k, "difference": round(tests[k]["difference"], 4), "low": round(tests[k]["low"], 4),
+              "p": float(f"{tests[k]['p']:.3g}"), "p_holm": float(f"{adjusted[k]:.3g}")} for k in worst]  # fmt: skip
+    return {"min_p_holm": float(f"{min(adjusted.values()):.3g}"), "largest_drops": drops}
+
+
+def study_effects(work: Path, metrics: dict) -> dict:
+    """`effects` of one run's metrics against the scratch clone's CI baseline, at its evaluate.z."""
+    z = float(yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["z"])
+    baseline = json.loads((work / "reports" / "baseline-ci.json").read_text())["estimands"]
+    return effects(baseline, metrics["estimands"], z)
+
+
+def reanalyse(work: Path, records: list[dict]) -> list[dict]:
+    """Add `effects` to records made before they were kept, from DVC's experiment commits (matched by train.seed)."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=work, capture_output=True,
+                          text=True).stdout.split()  # fmt: skip
+    by_seed = {}
+    for ref in refs:
+        show = [subprocess.run(["git", "show", f"{ref}:{f}"], cwd=work, capture_output=True, text=True).stdout
+                for f in ("params.yaml", "reports/metrics.json")]  # fmt: skip
+        if show[0] and show[1]:
+            by_seed[yaml.safe_load(show[0])["train"]["seed"]] = json.loads(show[1])
+    for record in records:
+        metrics = by_seed.get(record["overrides"]["train.seed"])
+        if record["failed"] is not None and "effects" not in record and metrics and "estimands" in metrics:
+            record["effects"] = study_effects(work, metrics)
+    return records
 
 
 def summary(records: list[dict], sha: str) -> dict:
@@ -139,6 +176,7 @@ def summary(records: list[dict], sha: str) -> dict:
             v: f"{sum(r['failed'] > 0 for r in nulls if r['variant'] == v)} of {sum(r['variant'] == v for r in nulls)}"
             for v in NULL_KINDS
         }
+        out["null_largest_drop_mean"] = _mean_largest_drop(nulls)
     out["planted"] = {}
     for plant in PLANTS:
         runs = [r for r in judged if r["kind"] == "plant" and r["variant"] == plant]
@@ -146,9 +184,16 @@ def summary(records: list[dict], sha: str) -> dict:
             hits = sum(r["failed"] > 0 for r in runs)
             out["planted"][plant] = {"runs": len(runs), "detected": hits, "detection_rate": hits / len(runs),
                                      "interval": list(wilson(hits, len(runs), 1.96)),
-                                     "failing_estimands_mean": sum(r["failed"] for r in runs) / len(runs)}  # fmt: skip
+                                     "failing_estimands_mean": sum(r["failed"] for r in runs) / len(runs),
+                                     "largest_drop_mean": _mean_largest_drop(runs)}  # fmt: skip
     out["complete"] = len(nulls) >= GOALS["null_runs"] and all(p in out["planted"] for p in PLANTS)
     return out
+
+
+def _mean_largest_drop(runs: list[dict]) -> float | None:
+    """The mean over runs of each run's largest drop of an estimand: how far a plant moves the study beyond noise."""
+    drops = [r["effects"]["largest_drops"][0]["difference"] for r in runs if r.get("effects")]
+    return round(sum(drops) / len(drops), 4) if drops else None
 
 
 def write(section: dict) -> None:
@@ -163,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--null", type=int, default=GOALS["null_runs"], help="null runs (default 20)")
     parser.add_argument("--per-plant", type=int, default=5, help="runs per planted regression (default 5)")
     parser.add_argument("--hours", type=float, default=None, help="start no run after this many hours")
+    parser.add_argument("--summary-only", action="store_true", help="no new run: rewrite the gate section")
     args = parser.parse_args(argv)
     sha = commit()
     folder = ROOT / paths.BUILD / "gate_calibration" / sha[:12]
@@ -173,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     work, begin = scratch(folder), time.monotonic()
     epochs = int(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["epochs"])
     todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
+    records = reanalyse(work, records)
+    if args.summary_only:
+        todo = []
     print(f"gate_calibration: {len(done)} runs of {sha[:12]} recorded, {len(todo)} to go (scratch {work})")
     for spec in todo:
         if args.hours is not None and time.monotonic() - begin > args.hours * 3600:

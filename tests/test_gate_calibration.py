@@ -137,3 +137,18 @@ def test_a_run_retried_after_it_broke_counts_once():
     records = gate_calibration.latest([broke, {**broke, "name": "other"}, retried])
     assert [r["failed"] for r in records] == [4, None]
     assert gate_calibration.summary(records, "abc")["planted"]["drop_synthetic"]["runs"] == 1
+
+
+def test_effects_list_the_largest_drops_first_with_holm_p_pass_or_fail():
+    steady = {"repeats": [0.70, 0.72, 0.71], "image_var": 1e-5, "n": 100}
+    baseline = {"a": steady, "b": steady, "c": steady}
+    fresh = {
+        "a": steady,
+        "b": {**steady, "repeats": [0.50, 0.52, 0.51]},
+        "c": {**steady, "repeats": [0.69, 0.71, 0.70]},
+    }
+    seen = gate_calibration.effects(baseline, fresh, 1.96)
+    assert [d["estimand"] for d in seen["largest_drops"]] == ["b", "c", "a"]
+    assert seen["largest_drops"][0]["difference"] == pytest.approx(-0.2)
+    assert seen["min_p_holm"] == seen["largest_drops"][0]["p_holm"] < 0.01
+    assert seen["largest_drops"][1]["p_holm"] >= seen["largest_drops"][1]["p"]
