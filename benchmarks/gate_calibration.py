@@ -14,10 +14,12 @@ Every run is the CI-scale study (configs/ci.yaml) in a scratch clone of HEAD, th
   (goal: 80% or more).
 
 Every run's train.seed is distinct, so DVC's run cache can never hand one run another's results.
-Each run's outcome is appended to build/gate_calibration/<commit>/runs.jsonl as it finishes (a run
-that broke, with no verdict, is tried again on the next start), and
-the gate section is rewritten from every run of this commit after each one: the benchmark takes
-hours on 2 cores, so it resumes where it stopped and can be spread over sessions.
+Each run's estimands are appended to build/gate_calibration/<study>/runs.jsonl as it finishes (a
+run that broke is tried again on the next start). <study> hashes what makes the numbers (src/ but
+the gate, dvc.yaml, params.yaml, configs/, the CI baseline, the lock, the plants), not the gate:
+the verdicts are the gate at HEAD applied to the stored estimands, so a change to the gate is
+judged on the runs already made, and the section is rewritten after each run. The benchmark takes
+hours on 2 cores; it resumes where it stopped and can be spread over sessions.
 
     python benchmarks/gate_calibration.py                   # 20 null runs and 5 per plant
     python benchmarks/gate_calibration.py --hours 1         # start no run after an hour
@@ -27,6 +29,7 @@ hours on 2 cores, so it resumes where it stopped and can be spread over sessions
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -38,8 +41,8 @@ from pathlib import Path
 import yaml
 
 from dermsynth.analysis.stats import holm, wilson
-from dermsynth.core import files, paths
-from dermsynth.gate import drop_test
+from dermsynth.core import config, files, paths
+from dermsynth.gate import compare, drop_test
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
@@ -50,11 +53,13 @@ if os.environ.get("GATE_PLANT"):
     import gate_plants
     gate_plants.install(os.environ["GATE_PLANT"])
 """
+STUDY_FILES = ("src", "dvc.yaml", "params.yaml", "configs", "reports/baseline-ci.json", "requirements/lock.txt",
+               "benchmarks/gate_plants.py")  # fmt: skip
 VERDICT = re.compile(r"gate: (FAILED|passed) against \S+: (none|\d+) of (\d+) estimands")
 
 
 def specs(null: int, per_plant: int, epochs: int) -> list[dict]:
-    """The runs, interleaved (null, plant, null, plant, ...) so that a partial benchmark measures both."""
+    """The runs, interleaved (null, null, plant, ...) so that a partial benchmark measures both."""
     nulls = []
     for i in range(null):
         kind = NULL_KINDS[i % len(NULL_KINDS)]
@@ -66,8 +71,9 @@ def specs(null: int, per_plant: int, epochs: int) -> list[dict]:
         for plant in PLANTS:
             overrides = {"train.epochs": max(1, epochs // 4)} if plant == "quarter_epochs" else {}
             plants.append({"name": f"plant-{plant}-{j}", "kind": "plant", "variant": plant, "overrides": overrides})
-    runs = [r for pair in zip(nulls, plants, strict=False) for r in pair]
-    runs += nulls[len(plants) :] + plants[len(nulls) :]
+    runs, n, p = [], iter(nulls), iter(plants)  # two null runs, then a plant: the false-alarm rate needs more
+    for _ in range(null + len(plants)):
+        runs += [r for r in (next(n, None), next(n, None), next(p, None)) if r is not None]
     for k, run in enumerate(runs):  # every run its own training stream, also the planted ones
         run["overrides"] = {"train.seed": 1000 + k, "split.seed": 2022, "features.precision": "float32",
                             "train.epochs": epochs, **run["overrides"]}  # fmt: skip
@@ -78,6 +84,14 @@ def commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def study_key() -> str:
+    """A hash of the committed files that make the CI-scale numbers (the gate excluded): runs of one key compare."""
+    staged = subprocess.run(["git", "ls-tree", "-r", "HEAD", "--", *STUDY_FILES], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    staged = "\n".join(line for line in staged.splitlines() if not line.endswith("\tsrc/dermsynth/gate.py"))
+    return hashlib.sha256(staged.encode()).hexdigest()[:12]
 
 
 def scratch(folder: Path) -> Path:
@@ -118,7 +132,7 @@ def run_one(work: Path, hook: Path, spec: dict) -> dict:
         return record
     record["failed"] = 0 if found[2] == "none" else int(found[2])
     record["tested"] = int(found[3])
-    record["effects"] = study_effects(work, json.loads((work / "reports" / "metrics.json").read_text()))
+    record["estimands"] = json.loads((work / "reports" / "metrics.json").read_text())["estimands"]
     return record
 
 
@@ -138,15 +152,18 @@ def effects(baseline: dict, fresh: dict, z: float) -> dict:
     return {"min_p_holm": float(f"{min(adjusted.values()):.3g}"), "largest_drops": drops}
 
 
-def study_effects(work: Path, metrics: dict) -> dict:
-    """`effects` of one run's metrics against the scratch clone's CI baseline, at its evaluate.z."""
-    z = float(yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["z"])
-    baseline = json.loads((work / "reports" / "baseline-ci.json").read_text())["estimands"]
-    return effects(baseline, metrics["estimands"], z)
+def judge(records: list[dict], baseline: dict, params: config.Params) -> list[dict]:
+    """Each run's verdict by the gate at HEAD on its stored estimands, and what the gate saw (pass or fail)."""
+    for record in records:
+        if record.get("estimands"):
+            problems, tested = compare(baseline, record["estimands"], params)
+            record |= {"failed": len(problems), "tested": tested, "regressions": problems,
+                       "effects": effects(baseline, record["estimands"], params.evaluate.z)}  # fmt: skip
+    return records
 
 
 def reanalyse(work: Path, records: list[dict]) -> list[dict]:
-    """Add `effects` to records made before they were kept, from DVC's experiment commits (matched by train.seed)."""
+    """Add the estimands of runs recorded without them, from DVC's experiment commits (matched by train.seed)."""
     refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=work, capture_output=True,
                           text=True).stdout.split()  # fmt: skip
     by_seed = {}
@@ -156,9 +173,9 @@ def reanalyse(work: Path, records: list[dict]) -> list[dict]:
         if show[0] and show[1]:
             by_seed[yaml.safe_load(show[0])["train"]["seed"]] = json.loads(show[1])
     for record in records:
-        metrics = by_seed.get(record["overrides"]["train.seed"])
-        if record["failed"] is not None and "effects" not in record and metrics and "estimands" in metrics:
-            record["effects"] = study_effects(work, metrics)
+        metrics = by_seed.get(record["overrides"]["train.seed"], {})
+        if record["failed"] is not None and "estimands" not in record and "estimands" in metrics:
+            record["estimands"] = metrics["estimands"]
     return records
 
 
@@ -167,7 +184,8 @@ def summary(records: list[dict], sha: str) -> dict:
     judged = [r for r in records if r["failed"] is not None]
     nulls = [r for r in judged if r["kind"] == "null"]
     alarms = sum(r["failed"] > 0 for r in nulls)
-    out: dict = {"commit": sha, "scale": "configs/ci.yaml", "baseline": "reports/baseline-ci.json", "goals": GOALS,
+    out: dict = {"commit": sha, "scale": "configs/ci.yaml",
+                 "baseline": "reports/baseline-ci.json", "goals": GOALS,
                  "null_runs": len(nulls), "false_alarms": alarms, "errors": len(records) - len(judged)}  # fmt: skip
     if nulls:
         out["false_alarm_rate"] = alarms / len(nulls)
@@ -211,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-only", action="store_true", help="no new run: rewrite the gate section")
     args = parser.parse_args(argv)
     sha = commit()
-    folder = ROOT / paths.BUILD / "gate_calibration" / sha[:12]
+    folder = ROOT / paths.BUILD / "gate_calibration" / study_key()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "runs.jsonl"
     records = latest([json.loads(line) for line in log.read_text().splitlines()] if log.exists() else [])
@@ -220,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     epochs = int(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["epochs"])
     todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
     records = reanalyse(work, records)
+    params = config.load(ROOT / "params.yaml")
+    baseline = json.loads((ROOT / paths.REPORTS / "baseline-ci.json").read_text())["estimands"]
+    records = judge(records, baseline, params)
     if args.summary_only:
         todo = []
     print(f"gate_calibration: {len(done)} runs of {sha[:12]} recorded, {len(todo)} to go (scratch {work})")
@@ -230,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         record = run_one(work, folder / "hook", spec)
         with log.open("a") as out:  # one line per finished run: a killed benchmark loses only the run in progress
             out.write(json.dumps(record) + "\n")
-        records = latest([*records, record])
+        records = judge(latest([*records, record]), baseline, params)
         verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
         print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
-        write(summary(records, sha))
-    section = summary(records, sha)
+        write(summary(records, sha) | {"study": study_key()})
+    section = summary(records, sha) | {"study": study_key()}
     write(section)
     print(json.dumps({k: v for k, v in section.items() if k != "goals"}, indent=1))
     return 0

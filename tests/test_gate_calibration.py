@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dermsynth.core import config
 from dermsynth.model.trainset import training_set
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -105,7 +106,8 @@ def test_every_run_has_its_own_training_stream_and_the_runs_interleave():
     runs = gate_calibration.specs(null=6, per_plant=2, epochs=20)
     assert len(runs) == 6 + 2 * 4
     assert len({r["overrides"]["train.seed"] for r in runs}) == len(runs)
-    assert [r["kind"] for r in runs[:4]] == ["null", "plant", "null", "plant"]
+    assert [r["kind"] for r in runs[:6]] == ["null", "null", "plant"] * 2
+    assert [r["kind"] for r in runs[-2:]] == ["plant", "plant"]  # the nulls ran out first
     assert {r["variant"] for r in runs if r["kind"] == "null"} == {"train_seed", "split_seed", "bfloat16"}
     quarter = [r for r in runs if r["variant"] == "quarter_epochs"]
     assert {r["overrides"]["train.epochs"] for r in quarter} == {5}
@@ -152,3 +154,19 @@ def test_effects_list_the_largest_drops_first_with_holm_p_pass_or_fail():
     assert seen["largest_drops"][0]["difference"] == pytest.approx(-0.2)
     assert seen["min_p_holm"] == seen["largest_drops"][0]["p_holm"] < 0.01
     assert seen["largest_drops"][1]["p_holm"] >= seen["largest_drops"][1]["p"]
+
+
+def test_verdicts_are_the_gate_at_head_on_each_runs_stored_estimands():
+    def estimand(repeats: list[float]) -> dict:
+        return {"repeats": repeats, "image_var": 1e-4, "n": 200}
+
+    baseline = {f"e{i}": estimand([0.70, 0.71, 0.69, 0.70, 0.71]) for i in range(3)}
+    same = {"name": "null", "failed": 0, "estimands": dict(baseline)}
+    worse = {"name": "plant", "failed": 0, "estimands": {**baseline, "e1": estimand([0.40, 0.41, 0.39, 0.40, 0.41])}}
+    broke = {"name": "broke", "failed": None}
+    params = config.load(Path(__file__).resolve().parent.parent / "params.yaml")
+    judged = gate_calibration.judge([same, worse, broke], baseline, params)
+    assert [r["failed"] for r in judged] == [0, 1, None]  # the stored verdict (0) is replaced by the gate's
+    assert judged[1]["regressions"][0].startswith("e1: 0.402 against baseline 0.702, difference -0.300")
+    assert judged[1]["effects"]["largest_drops"][0]["estimand"] == "e1"
+    assert judged[0]["effects"]["min_p_holm"] == 1.0
