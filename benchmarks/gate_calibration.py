@@ -42,7 +42,7 @@ import yaml
 
 from dermsynth.analysis.stats import holm, wilson
 from dermsynth.core import config, files, paths
-from dermsynth.gate import compare, drop_test
+from dermsynth.gate import compare, tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
@@ -143,12 +143,11 @@ def latest(records: list[dict]) -> list[dict]:
 
 def effects(baseline: dict, fresh: dict, z: float) -> dict:
     """What the gate saw, pass or fail: the smallest Holm p and the five largest drops with their p (for power)."""
-    keys = sorted(set(baseline) & set(fresh))
-    tests = {k: drop_test(baseline[k], fresh[k], z) for k in keys}
-    adjusted = dict(zip(keys, holm([tests[k]["p"] for k in keys]), strict=True))
-    worst = sorted(keys, key=lambda k: tests[k]["difference"])[:5]
-    drops = [{"estimand": k, "difference": round(tests[k]["difference"], 4), "low": round(tests[k]["low"], 4),
-              "p": float(f"{tests[k]['p']:.3g}"), "p_holm": float(f"{adjusted[k]:.3g}")} for k in worst]  # fmt: skip
+    tested = tests(baseline, fresh, z)
+    adjusted = dict(zip(tested, holm([t["p"] for t in tested.values()]), strict=True))
+    worst = sorted(tested, key=lambda k: tested[k]["difference"])[:5]
+    drops = [{"estimand": k, "difference": round(tested[k]["difference"], 4), "low": round(tested[k]["low"], 4),
+              "p": float(f"{tested[k]['p']:.3g}"), "p_holm": float(f"{adjusted[k]:.3g}")} for k in worst]  # fmt: skip
     return {"min_p_holm": float(f"{min(adjusted.values()):.3g}"), "largest_drops": drops}
 
 

@@ -1,6 +1,7 @@
 """The regression gate (gate.py) on hand-made estimands: a one-sided Welch test per estimand with Holm."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def test_a_reseed_within_the_noise_passes_and_a_clear_drop_fails(params):
     problems, tested = gate.compare(BASE, fresh, params)
     assert tested == 2
     (line,) = problems
-    assert line.startswith("gain/light_to_dark/synthetic_vs_seed/pooled: -0.100 against baseline 0.050, ")
+    assert line.startswith("gain/light_to_dark/synthetic_vs_seed/pooled: -0.100 against baseline 0.050 on other test ")
     assert "difference -0.150 [95%: " in line
     assert "one-sided p" in line and "(Holm " in line  # noqa: PT018
 
@@ -58,8 +59,6 @@ def test_holm_controls_the_family():
 
 
 def gate_params(**values):
-    from dataclasses import replace
-
     from dermsynth.core import config
 
     params = config.load()
@@ -120,3 +119,67 @@ def test_a_failure_on_another_device_says_so(workdir, params, capsys):
     (features / "info.json").write_text(json.dumps(base["made_on"]))  # the same device: no note
     assert gate.main(params, "base.json", "fresh.json") == 1
     assert "note" not in capsys.readouterr().out
+
+
+def test_the_images_count_only_when_the_fresh_run_was_scored_on_other_images():
+    """On the same test images (one fingerprint) the images' spread cancels; on others it widens the null."""
+    base, fresh = estimand(0.60, image_var=4e-3), estimand(0.56, image_var=4e-3)
+    other = gate.drop_test({**base, "images": "a"}, {**fresh, "images": "b"}, 1.96)
+    same = gate.drop_test({**base, "images": "a"}, {**fresh, "images": "a"}, 1.96)
+    assert (other["same_images"], same["same_images"]) == (False, True)
+    assert same["p"] < 0.01 < 0.1 < other["p"]
+    assert gate.drop_test(base, fresh, 1.96)["p"] == other["p"]  # no fingerprint (an old estimand): other images
+
+
+def two_repeats(rng: np.random.Generator, mean: float, sd: float) -> dict:
+    return {"repeats": list(mean + sd * rng.standard_normal(2)), "image_var": 0.0, "n": 100, "images": "same"}
+
+
+def test_pooling_the_repeats_over_a_family_gives_two_repeats_power():
+    """Ten configurations' far-group balanced accuracy, 2 repeats each (CI scale): one drops by 0.08, 4 SDs.
+
+    Its own 2 + 2 repeats give a t on about 2 degrees of freedom, too wide to see it; the
+    family's pooled variance has 20 and does.
+    """
+    rng = np.random.default_rng(0)
+    keys = [f"bal_acc/light_to_dark/arm{i}/far" for i in range(10)]
+    base = {k: two_repeats(rng, 0.40, 0.02) for k in keys}
+    fresh = {k: two_repeats(rng, 0.40 - (0.08 if k == keys[0] else 0.0), 0.02) for k in keys}
+    variance, df = gate.repeat_variances(base, fresh)["bal_acc/light_to_dark/*/far"]
+    assert df == 20
+    assert 0.01**2 < variance < 0.04**2
+    alone = gate.drop_test(base[keys[0]], fresh[keys[0]], 1.96)
+    pooled = gate.tests(base, fresh, 1.96)[keys[0]]
+    assert pooled["p"] < alone["p"] / 10
+    assert gate.compare(base, fresh, gate_params(min_effect=0.02))[0][0].startswith(keys[0])
+
+
+def test_families_group_one_metric_direction_and_place():
+    assert gate.family("bal_acc/light_to_dark/seed/psoriasis/far") == "bal_acc/light_to_dark/*/far"
+    assert gate.family("bal_acc/light_to_dark/fitz_only/far") == "bal_acc/light_to_dark/*/far"
+    assert gate.family("gain/dark_to_light/synthetic_vs_seed/psoriasis") == "gain/dark_to_light/*/psoriasis"
+    assert gate.family("worst_group_acc/dark_to_light/seed/psoriasis") == "worst_group_acc/dark_to_light/*"
+
+
+@pytest.mark.parametrize("same_images", [True, False])
+def test_the_one_sided_test_holds_its_level_under_the_null(same_images):
+    """2,000 null studies of a 10-estimand family, 2 repeats a side: p < 0.05 about 5% of the time.
+
+    With other images, each side's mean also moves by its images' variance (drawn here), which
+    the test must then include; on the same images the drawn image effect is shared and cancels.
+    """
+    rng = np.random.default_rng(1)
+    image_sd, rejections, total = 0.03, 0, 0
+    for _ in range(200):
+        shared = rng.normal(0, image_sd, 10)
+        sides = []
+        for side in ("a", "b"):
+            shift = shared if same_images else rng.normal(0, image_sd, 10)
+            fingerprint = "same" if same_images else side
+            sides.append({f"bal_acc/d/arm{i}/far": {"repeats": list(0.4 + shift[i] + 0.02 * rng.standard_normal(2)),
+                                                   "image_var": image_sd**2, "n": 300, "images": fingerprint}
+                          for i in range(10)})  # fmt: skip
+        p = [t["p"] for t in gate.tests(sides[0], sides[1], 1.96).values()]
+        rejections += sum(v < 0.05 for v in p)
+        total += len(p)
+    assert 0.035 < rejections / total < 0.065

@@ -167,6 +167,8 @@ def test_verdicts_are_the_gate_at_head_on_each_runs_stored_estimands():
     params = config.load(Path(__file__).resolve().parent.parent / "params.yaml")
     judged = gate_calibration.judge([same, worse, broke], baseline, params)
     assert [r["failed"] for r in judged] == [0, 1, None]  # the stored verdict (0) is replaced by the gate's
-    assert judged[1]["regressions"][0].startswith("e1: 0.402 against baseline 0.702, difference -0.300")
+    assert judged[1]["regressions"][0].startswith(
+        "e1: 0.402 against baseline 0.702 on other test images, difference -0.300"
+    )
     assert judged[1]["effects"]["largest_drops"][0]["estimand"] == "e1"
     assert judged[0]["effects"]["min_p_holm"] == 1.0

@@ -103,6 +103,9 @@ def test_study_tables_are_complete(study: Path):
           for c in ("psoriasis", "pooled")),
     }  # fmt: skip
     assert all(len(e["repeats"]) == 2 and e["image_var"] >= 0 and e["n"] > 0 for e in gated.values())
+    fingerprint = {k: gated[f"bal_acc/light_to_dark/{k}"]["images"] for k in ("fitz_only/far", "seed/psoriasis/far")}
+    assert fingerprint["fitz_only/far"] == fingerprint["seed/psoriasis/far"]  # one far group: the same images
+    assert fingerprint["fitz_only/far"] != gated["bal_acc/light_to_dark/fitz_only/near"]["images"]
     far = json.loads((study / "reports/metrics.json").read_text())["arms"]
     assert np.mean(gated["bal_acc/light_to_dark/seed/psoriasis/far"]["repeats"]) == pytest.approx(
         far["light_to_dark/psoriasis/seed/V-VI"]["bal_acc"]

@@ -7,12 +7,25 @@ and pooled over conditions. Not single accuracy cells: each of those moves with 
 stream about as much as a real regression moves it.
 
 The test, per estimand: is the fresh mean lower than the baseline's? Both store the value per
-training repeat and the images' part of the variance of the mean, so the null distribution
-includes what a new random stream moves (the repeats' spread on each side) and what a new draw
-of test images moves (`split.seed`). Welch's t with Satterthwaite's degrees of freedom gives a
-one-sided p; Holm's step-down over all estimands controls the family-wise false-alarm rate at
-`gate.alpha`, and a regression must also exceed `gate.min_effect` (absolute) to fail the gate,
-so that a tiny, real but irrelevant drop does not stop a commit.
+training repeat, the images' part of the variance of the mean and a fingerprint of the test
+images. The null distribution has two parts:
+
+- **A new random stream** (`train.seed`, precision, hardware): the spread of the repeats. With
+  the few repeats a study affords (2 at CI scale) one estimand's own repeats give a variance on
+  1 degree of freedom, and a t on 1-2 degrees of freedom detects nothing. So the within-estimand
+  variance of the repeats is pooled over a family of estimands that spread alike (one metric,
+  direction and place: e.g. every configuration's far-group balanced accuracy), on both sides:
+  the pooled variance of a one-way ANOVA, with its degrees of freedom.
+- **A new draw of test images** (`split.seed`): only when the fresh run was scored on other
+  images than the baseline (their fingerprints differ) are both sides' image variances added.
+  On the same images the comparison is conditional on them: the question is whether this
+  training is worse on these images, and the images' own spread cancels.
+
+Welch's t with Satterthwaite's degrees of freedom gives a one-sided p; Holm's step-down over all
+estimands controls the family-wise false-alarm rate at `gate.alpha`, and a regression must also
+exceed `gate.min_effect` (absolute) to fail the gate, so that a tiny, real but irrelevant drop
+does not stop a commit. benchmarks/gate_calibration.py measures the false-alarm rate and the
+power against planted regressions (README, "Reading a gate failure").
 
 There is one baseline per study scale (reports/baseline.json for the default study,
 reports/baseline-ci.json for configs/ci.yaml), for every machine: `--baseline` is used as given.
@@ -22,6 +35,7 @@ The baseline records what computed it (`made_on`); a failure on other hardware s
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -44,47 +58,73 @@ class BaselineFormat(DermsynthError, ValueError):
         )
 
 
-def drop_test(baseline: dict, fresh: dict, z: float) -> dict[str, float]:
-    """Welch's one-sided test that the fresh mean is below the baseline's, both images' variances included."""
+def family(key: str) -> str:
+    """The estimands whose repeats spread alike: one metric, direction and place (near/far, condition, pooled)."""
+    parts = key.split("/")
+    return "/".join([*parts[:2], "*", parts[-1]] if parts[0] in ("bal_acc", "gain") else [*parts[:2], "*"])
+
+
+def repeat_variances(baseline: dict, fresh: dict) -> dict[str, tuple[float, int]]:
+    """Per family, the within-estimand variance of the repeats pooled over its estimands on both sides, and its df."""
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for side in (baseline, fresh):
+        for key in set(baseline) & set(fresh):
+            values = np.asarray(side[key]["repeats"], dtype=float)
+            if values.size > 1:
+                sums[family(key)][0] += float(((values - values.mean()) ** 2).sum())
+                sums[family(key)][1] += values.size - 1
+    return {name: (ss / df, int(df)) for name, (ss, df) in sums.items() if df > 0}
+
+
+def drop_test(baseline: dict, fresh: dict, z: float, repeat: tuple[float, int] | None = None) -> dict:
+    """Welch's one-sided test that the fresh mean is below the baseline's.
+
+    ``repeat`` is the family's pooled repeat variance and its df (else each side's own); the
+    images' variances count only when the two were scored on different images.
+    """
     x, y = np.asarray(baseline["repeats"], dtype=float), np.asarray(fresh["repeats"], dtype=float)
-    components = [(float(baseline.get("image_var", 0.0)), max(int(baseline.get("n", 2)) - 1, 1))]
-    components.append((float(fresh.get("image_var", 0.0)), max(int(fresh.get("n", 2)) - 1, 1)))
-    components += [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (x, y) if v.size > 1]
+    same = baseline.get("images") is not None and baseline.get("images") == fresh.get("images")
+    components = [] if same else [(float(e.get("image_var", 0.0)), max(int(e.get("n", 2)) - 1, 1))
+                                  for e in (baseline, fresh)]  # fmt: skip
+    if repeat is not None:
+        components.append((repeat[0] * (1 / x.size + 1 / y.size), repeat[1]))
+    else:
+        components += [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (x, y) if v.size > 1]
     difference = float(y.mean() - x.mean())
+    out = {"baseline": float(x.mean()), "fresh": float(y.mean()), "difference": difference, "same_images": same}
     variance = sum(v for v, _ in components)
     if variance <= 0:
-        p = 0.0 if difference < 0 else 1.0
-        return {"baseline": float(x.mean()), "fresh": float(y.mean()), "difference": difference, "low": difference,
-                "high": difference, "p": p}  # fmt: skip
+        return out | {"low": difference, "high": difference, "p": 0.0 if difference < 0 else 1.0}
     df = variance**2 / sum(v**2 / d for v, d in components if v > 0)
     sd = math.sqrt(variance)
     half = float(sps.t.ppf(sps.norm.cdf(z), df)) * sd
-    return {
-        "baseline": float(x.mean()),
-        "fresh": float(y.mean()),
-        "difference": difference,
-        "low": difference - half,
-        "high": difference + half,
-        "p": float(sps.t.cdf(difference / sd, df)),
-    }
+    return out | {"low": difference - half, "high": difference + half, "p": float(sps.t.cdf(difference / sd, df))}
+
+
+def tests(baseline: dict, fresh: dict, z: float) -> dict[str, dict]:
+    """`drop_test` of every estimand in both, with its family's pooled repeat variance."""
+    pooled = repeat_variances(baseline, fresh)
+    keys = sorted(set(baseline) & set(fresh))
+    return {k: drop_test(baseline[k], fresh[k], z, pooled.get(family(k))) for k in keys}
 
 
 def compare(baseline: dict, fresh: dict, params: Params) -> tuple[list[str], int]:
     """One line per regressed or missing estimand (empty when the gate passes), and how many were tested."""
     cfg, z = params.gate, params.evaluate.z
     missing = sorted(set(baseline) - set(fresh))
-    keys = sorted(set(baseline) & set(fresh))
-    tests = [drop_test(baseline[k], fresh[k], z) for k in keys]
-    adjusted = holm([t["p"] for t in tests])
+    tested = tests(baseline, fresh, z)
+    adjusted = holm([t["p"] for t in tested.values()])
     problems = [f"{key}: missing from the fresh metrics" for key in missing]
     level = confidence(z)
-    for key, t, p_holm in zip(keys, tests, adjusted, strict=True):
+    for (key, t), p_holm in zip(tested.items(), adjusted, strict=True):
         if p_holm < cfg.alpha and -t["difference"] > cfg.min_effect:
+            images = "the same test images" if t["same_images"] else "other test images"
             problems.append(
-                f"{key}: {t['fresh']:.3f} against baseline {t['baseline']:.3f}, difference {t['difference']:+.3f} "
-                f"[{level}: {t['low']:+.3f}, {t['high']:+.3f}], one-sided p {t['p']:.2g} (Holm {p_holm:.2g})"
+                f"{key}: {t['fresh']:.3f} against baseline {t['baseline']:.3f} on {images}, difference "
+                f"{t['difference']:+.3f} [{level}: {t['low']:+.3f}, {t['high']:+.3f}], one-sided p {t['p']:.2g} "
+                f"(Holm {p_holm:.2g})"
             )
-    return problems, len(keys) + len(missing)
+    return problems, len(tested) + len(missing)
 
 
 def made_on() -> dict[str, str]:

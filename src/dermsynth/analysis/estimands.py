@@ -13,13 +13,17 @@ estimands that the study is about, per direction:
   against `seed`, the study's central question.
 
 Each is stored as `repeats` (its value in each training repeat, repeat r of one
-configuration beside repeat r of the other for a gain) and `image_var` (the images' part of the
-variance of its mean: `stats.crossed_interval`'s decomposition), so that the gate's null
-distribution includes both what a new random stream moves and what a new draw of test images
-moves (`gate.py`).
+configuration beside repeat r of the other for a gain), `image_var` (the images' part of the
+variance of its mean: `stats.crossed_interval`'s decomposition) and `images` (a fingerprint of
+the test images it is measured on), so that the gate's null distribution includes what a new
+random stream moves and, where the fresh run was scored on other images (a new `split.seed`),
+what a new draw of test images moves (`gate.py`).
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -33,12 +37,20 @@ from dermsynth.core.config import Params
 from dermsynth.core.study import DIRECTIONS
 
 
-def estimand(table: np.ndarray, strata: np.ndarray | None = None) -> dict:
-    """An (R, n) table of per-prediction contributions as the gate stores it: per-repeat means, images' variance."""
+def fingerprint(images: Iterable[str]) -> str:
+    """A short hash of a set of test images (md5hashes, or fingerprints of parts): equal only for the same images."""
+    return hashlib.sha256("\n".join(sorted(images)).encode()).hexdigest()[:16]
+
+
+def estimand(table: pd.DataFrame, strata: np.ndarray | None = None) -> dict:
+    """A (repeats x images) table of per-prediction contributions as the gate stores it: per-repeat means,
+    the images' variance and which images."""
+    values = table.to_numpy(dtype=float)
     return {
-        "repeats": [float(v) for v in table.mean(1)],
-        "image_var": image_variance(table.mean(0), strata),
-        "n": int(table.shape[1]),
+        "repeats": [float(v) for v in values.mean(1)],
+        "image_var": image_variance(values.mean(0), strata),
+        "n": int(values.shape[1]),
+        "images": fingerprint(table.columns.astype(str)),
     }
 
 
@@ -52,14 +64,16 @@ def balanced(preds: pd.DataFrame, rows: pd.Series) -> dict:
     part = preds[rows]
     table = by_image(part, part["correct"].astype(float) * balanced_weights(part))
     classes = part.drop_duplicates("md5hash").set_index("md5hash")["label"].reindex(table.columns)
-    return estimand(table.to_numpy(), classes.to_numpy())
+    return estimand(table, classes.to_numpy())
 
 
 def worst_group(preds: pd.DataFrame) -> dict:
     """Per repeat, the lowest accuracy over the FST groups scored (validation and test groups)."""
-    groups = {g: by_image(rows, rows["correct"].astype(float)).to_numpy() for g, rows in preds.groupby("group")}
-    per_repeat = np.min([t.mean(1) for t in groups.values()], axis=0)
-    worst = min(groups, key=lambda g: groups[g].mean())  # the images' variance of the group that is lowest overall
+    groups = {g: by_image(rows, rows["correct"].astype(float)) for g, rows in preds.groupby("group")}
+    per_repeat = np.min([t.to_numpy().mean(1) for t in groups.values()], axis=0)
+    worst = min(
+        groups, key=lambda g: groups[g].to_numpy().mean()
+    )  # the images' variance of the group that is lowest overall
     return {**estimand(groups[worst]), "repeats": [float(v) for v in per_repeat]}
 
 
@@ -68,7 +82,7 @@ def gain(arm: pd.DataFrame, reference: pd.DataFrame, group: str, label: str) -> 
     a, b = outcomes(arm, group, label), outcomes(reference, group, label)
     if not a.columns.equals(b.columns) or a.shape != b.shape:
         raise UnpairedPredictions(f"the gain in {label} at {group}: two configurations")
-    return estimand(a.to_numpy() - b.to_numpy())
+    return estimand(a - b)
 
 
 def pooled(gains: list[dict]) -> dict:
@@ -78,6 +92,7 @@ def pooled(gains: list[dict]) -> dict:
         "repeats": [float(v) for v in np.mean([g["repeats"] for g in gains], axis=0)],
         "image_var": sum(g["image_var"] for g in gains) / count**2,
         "n": sum(g["n"] for g in gains),
+        "images": fingerprint(g["images"] for g in gains),
     }
 
 
