@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import yaml
+from gate_power import detectable, planted_effects
 
 from dermsynth.analysis.stats import holm, wilson
 from dermsynth.core import config, files, paths
@@ -47,6 +48,7 @@ from dermsynth.gate import compare, tests
 ROOT = Path(__file__).resolve().parent.parent
 PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
 NULL_KINDS = ("train_seed", "split_seed", "bfloat16")
+SAME_IMAGES = {"train_seed", "bfloat16"}  # null runs scored on the baseline's test images
 GOALS = {"false_alarm_rate": 0.05, "detection_rate": 0.8, "null_runs": 20}
 SITECUSTOMIZE = """import os
 if os.environ.get("GATE_PLANT"):
@@ -207,6 +209,14 @@ def summary(records: list[dict], sha: str) -> dict:
     return out
 
 
+def section(records: list[dict], sha: str, baseline: dict, params: config.Params) -> dict:
+    """The summary, what the gate can detect at this scale, and what each plant moved (benchmarks/gate_power.py)."""
+    judged = [r for r in records if r["failed"] is not None]
+    power = {"detectable": detectable(baseline, params),
+             "planted_effects": planted_effects(baseline, judged, params, SAME_IMAGES)}  # fmt: skip
+    return summary(records, sha) | {"study": study_key()} | power
+
+
 def _mean_largest_drop(runs: list[dict]) -> float | None:
     """The mean over runs of each run's largest drop of an estimand: how far a plant moves the study beyond noise."""
     drops = [r["effects"]["largest_drops"][0]["difference"] for r in runs if r.get("effects")]
@@ -253,10 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         records = judge(latest([*records, record]), baseline, params)
         verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
         print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
-        write(summary(records, sha) | {"study": study_key()})
-    section = summary(records, sha) | {"study": study_key()}
-    write(section)
-    print(json.dumps({k: v for k, v in section.items() if k != "goals"}, indent=1))
+        write(section(records, sha, baseline, params))
+    written = section(records, sha, baseline, params)
+    write(written)
+    print(json.dumps({k: v for k, v in written.items() if k not in ("goals", "detectable")}, indent=1))
     return 0
 
 

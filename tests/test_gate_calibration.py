@@ -7,6 +7,7 @@ stream, or DVC's run cache could hand a planted run a clean run's results.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -172,3 +173,38 @@ def test_verdicts_are_the_gate_at_head_on_each_runs_stored_estimands():
     )
     assert judged[1]["effects"]["largest_drops"][0]["estimand"] == "e1"
     assert judged[0]["effects"]["min_p_holm"] == 1.0
+
+
+def test_detectable_drop_follows_the_pooled_repeat_sd_and_holm():
+    """Ten estimands of one family, repeats 0.02 apart: repeat variance 2e-4 on 10 df; 10 estimands in all."""
+    import gate_power
+    from scipy import stats as sps
+
+    baseline = {f"bal_acc/d/arm{i}/far": {"repeats": [0.40, 0.42], "image_var": 1e-3, "n": 300} for i in range(10)}
+    params = config.load(Path(__file__).resolve().parent.parent / "params.yaml")
+    (floor,) = gate_power.detectable(baseline, params).values()
+    quantile = sps.t.ppf(1 - params.gate.alpha / 10, 20) + sps.t.ppf(0.8, 20)
+    assert floor["repeat_sd"] == pytest.approx(0.02**0.5 * 0.1, abs=1e-4)
+    assert floor["same_images"] == pytest.approx(quantile * (2 * 2e-4 / 2) ** 0.5, abs=1e-4)
+    assert floor["other_images"] == pytest.approx(quantile * (2 * 2e-4 / 2 + 2e-3) ** 0.5, abs=1e-4)
+
+
+def test_a_plants_effect_is_its_runs_move_beyond_the_null_runs():
+    import gate_power
+
+    def run(kind: str, variant: str, shift: float) -> dict:
+        keys = ("bal_acc/d/a/far", "bal_acc/d/b/far")
+        estimands = {k: {"repeats": [0.4 + (shift if k.endswith("a/far") else 0.01)] * 2} for k in keys}
+        return {"kind": kind, "variant": variant, "failed": 0, "estimands": estimands}
+
+    baseline = run("null", "train_seed", 0.0)["estimands"] | {
+        "bal_acc/d/a/far": {"repeats": [0.39, 0.41]},
+        "bal_acc/d/b/far": {"repeats": [0.39, 0.41]},
+    }
+    records = [run("null", "train_seed", 0.02), run("null", "split_seed", 0.5), run("plant", "flip_labels", -0.08)]
+    params = config.load(Path(__file__).resolve().parent.parent / "params.yaml")
+    (worst, other) = gate_power.planted_effects(baseline, records, params, {"train_seed"})["flip_labels"]
+    assert worst["estimand"] == "bal_acc/d/a/far"
+    assert worst["effect"] == pytest.approx(-0.10)  # -0.08 against the same-image null's +0.02; split_seed not used
+    assert other["effect"] == pytest.approx(0.0)
+    assert worst["repeats_to_detect"] == math.ceil(2 * (worst["detectable"] / 0.10) ** 2)
