@@ -1,7 +1,8 @@
 """The regression gate's false-alarm rate and power at CI scale, measured: reports/benchmarks.json `gate`.
 
-Every run is the CI-scale study (configs/ci.yaml) in a scratch clone of HEAD, then
-`dermsynth gate --baseline reports/baseline-ci.json`, exactly as `make ci-study` gates it.
+Every run is the CI-scale study (configs/ci.yaml) in a scratch clone of HEAD, up to `evaluate`
+(whose reports/metrics.json is all the gate reads: register, report and track are left out to
+save their minutes), then `dermsynth gate --baseline reports/baseline-ci.json` as `make ci-study`.
 
 - **Null runs** differ from the baseline only in what must not count as a regression: each has
   its own `train.seed`, and they take turns adding a new `split.seed` (the same design, other
@@ -121,7 +122,7 @@ def run_one(work: Path, hook: Path, spec: dict) -> dict:
     sets = [arg for key, value in spec["overrides"].items() for arg in ("-S", f"{key}={value}")]
     start = time.monotonic()
     study = subprocess.run(
-        ["dvc", "exp", "run", *ci_overrides(work), *sets], cwd=work, env=env, capture_output=True, text=True
+        ["dvc", "exp", "run", "evaluate", *ci_overrides(work), *sets], cwd=work, env=env, capture_output=True, text=True
     )
     gate = subprocess.run(["dermsynth", "gate", "--baseline", "reports/baseline-ci.json"], cwd=work, env=env,
                           capture_output=True, text=True)  # fmt: skip
