@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import yaml
-from gate_power import detectable, planted_effects
+from gate_power import detectable, markdown, planted_effects
 
 from dermsynth.analysis.stats import holm, wilson
 from dermsynth.core import config, files, paths
@@ -225,10 +225,12 @@ def _mean_largest_drop(runs: list[dict]) -> float | None:
 
 
 def write(section: dict) -> None:
+    """The `gate` section of reports/benchmarks.json, and its tables in reports/benchmarks-gate.md."""
     path = ROOT / paths.REPORTS / "benchmarks.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
     merged["gate"] = section
     files.write_json(path, merged)
+    files.write_text(ROOT / paths.REPORTS / "benchmarks-gate.md", markdown(section))
 
 
 def main(argv: list[str] | None = None) -> int:

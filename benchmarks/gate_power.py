@@ -76,3 +76,42 @@ def _effect(key: str, effect: float, floor: dict) -> dict:
     needed = floor["repeats"] * (floor["same_images"] / -effect) ** 2 if effect < 0 else None
     return {"estimand": key, "effect": round(effect, 4), "detectable": floor["same_images"],
             "repeats_to_detect": math.ceil(needed) if needed else None}  # fmt: skip
+
+
+def markdown(section: dict) -> str:
+    """reports/benchmarks-gate.md: the calibration's figures as tables, for people rather than programs."""
+    nulls = section.get("null_runs", 0)
+    lines = [
+        "# The regression gate, calibrated (benchmarks/gate_calibration.py)",
+        "",
+        f"CI-scale study ({section['scale']}) against {section['baseline']}, study {section.get('study')} "
+        f"(commit {section['commit'][:12]}); {'complete' if section.get('complete') else 'partial'}: goals "
+        f"{section['goals']['null_runs']} null runs, false alarms <= {section['goals']['false_alarm_rate']}, "
+        f"detection >= {section['goals']['detection_rate']} per plant. Intervals: Wilson, 95%.",
+        "",
+        "| runs | n | failed the gate | rate [95%] | mean largest drop |",
+        "|---|---|---|---|---|",
+    ]
+    if nulls:
+        low, high = section["false_alarm_interval"]
+        lines.append(f"| null (new train.seed, split.seed or bfloat16) | {nulls} | {section['false_alarms']} | "
+                     f"{section['false_alarm_rate']:.2f} [{low:.2f}, {high:.2f}] | "
+                     f"{section.get('null_largest_drop_mean')} |")  # fmt: skip
+    for plant, p in section.get("planted", {}).items():
+        low, high = p["interval"]
+        lines.append(f"| plant: {plant} | {p['runs']} | {p['detected']} | {p['detection_rate']:.2f} "
+                     f"[{low:.2f}, {high:.2f}] | {p.get('largest_drop_mean')} |")  # fmt: skip
+    lines += ["", "## The smallest drop the gate detects with 80% power, per family of estimands", "",
+              "| family | estimands | repeats | repeat SD | on the same test images | on other test images |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, f in section.get("detectable", {}).items():
+        lines.append(f"| `{name}` | {f['estimands']} | {f['repeats']:g} | {f['repeat_sd']:.3f} | "
+                     f"{f['same_images']:.3f} | {f['other_images']:.3f} |")  # fmt: skip
+    lines += ["", "## What each plant moved beyond the same-image null runs (its three largest drops)", "",
+              "| plant | estimand | effect | detectable there | repeats per configuration to detect it |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for plant, moved in section.get("planted_effects", {}).items():
+        for e in moved:
+            lines.append(f"| {plant} | `{e['estimand']}` | {e['effect']:+.3f} | {e['detectable']:.3f} | "
+                         f"{e['repeats_to_detect'] or 'not a drop'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -208,3 +208,33 @@ def test_a_plants_effect_is_its_runs_move_beyond_the_null_runs():
     assert worst["effect"] == pytest.approx(-0.10)  # -0.08 against the same-image null's +0.02; split_seed not used
     assert other["effect"] == pytest.approx(0.0)
     assert worst["repeats_to_detect"] == math.ceil(2 * (worst["detectable"] / 0.10) ** 2)
+
+
+def test_the_tables_show_every_plant_and_family():
+    import gate_power
+
+    records = [{"kind": "null", "variant": "train_seed", "failed": 0}] * 3
+    records += [{"kind": "plant", "variant": "near_seeds", "failed": 2}]
+    section = gate_calibration.summary(records, "0123456789abcdef") | {
+        "study": "key",
+        "detectable": {
+            "bal_acc/d/*/far": {
+                "estimands": 10,
+                "repeats": 5,
+                "repeat_sd": 0.03,
+                "same_images": 0.07,
+                "other_images": 0.2,
+            }
+        },  # fmt: skip
+        "planted_effects": {
+            "near_seeds": [
+                {"estimand": "gain/d/seed/pooled", "effect": -0.12, "detectable": 0.07, "repeats_to_detect": 2}
+            ]
+        },  # fmt: skip
+    }
+    text = gate_power.markdown(section)
+    assert "| null (new train.seed, split.seed or bfloat16) | 3 | 0 | 0.00 [0.00, 0.56] |" in text
+    assert "| plant: near_seeds | 1 | 1 | 1.00 [" in text
+    assert "| `bal_acc/d/*/far` | 10 | 5 | 0.030 | 0.070 | 0.200 |" in text
+    assert "| near_seeds | `gain/d/seed/pooled` | -0.120 | 0.070 | 2 |" in text
+    assert "partial" in text
