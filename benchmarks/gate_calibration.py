@@ -213,7 +213,8 @@ def summary(records: list[dict], sha: str) -> dict:
 def section(records: list[dict], sha: str, baseline: dict, params: config.Params) -> dict:
     """The summary, what the gate can detect at this scale, and what each plant moved (benchmarks/gate_power.py)."""
     judged = [r for r in records if r["failed"] is not None]
-    power = {"detectable": detectable(baseline, params),
+    default = json.loads((ROOT / paths.BASELINE).read_text())["estimands"]  # the default study's, for scale
+    power = {"detectable": detectable(baseline, params), "detectable_default_study": detectable(default, params),
              "planted_effects": planted_effects(baseline, judged, params, SAME_IMAGES)}  # fmt: skip
     return summary(records, sha) | {"study": study_key()} | power
 

@@ -225,16 +225,16 @@ def test_the_tables_show_every_plant_and_family():
                 "same_images": 0.07,
                 "other_images": 0.2,
             }
-        },  # fmt: skip
+        },
         "planted_effects": {
             "near_seeds": [
                 {"estimand": "gain/d/seed/pooled", "effect": -0.12, "detectable": 0.07, "repeats_to_detect": 2}
             ]
-        },  # fmt: skip
+        },
     }
     text = gate_power.markdown(section)
     assert "| null (new train.seed, split.seed or bfloat16) | 3 | 0 | 0.00 [0.00, 0.56] |" in text
     assert "| plant: near_seeds | 1 | 1 | 1.00 [" in text
-    assert "| `bal_acc/d/*/far` | 10 | 5 | 0.030 | 0.070 | 0.200 |" in text
+    assert "| `bal_acc/d/*/far` | 10 | 5 | 0.030 | 0.070 | 0.200 |  |  |" in text  # no default-study figures
     assert "| near_seeds | `gain/d/seed/pooled` | -0.120 | 0.070 | 2 |" in text
     assert "partial" in text
