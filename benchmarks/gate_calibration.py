@@ -44,7 +44,7 @@ from gate_power import detectable, markdown, planted_effects
 
 from dermsynth.analysis.stats import holm, wilson
 from dermsynth.core import config, files, paths
-from dermsynth.gate import compare, tests
+from dermsynth.gate import compare, drop_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTS = ("flip_labels", "drop_synthetic", "quarter_epochs", "near_seeds")
@@ -136,6 +136,8 @@ def run_one(work: Path, hook: Path, spec: dict) -> dict:
     record["failed"] = 0 if found[2] == "none" else int(found[2])
     record["tested"] = int(found[3])
     record["estimands"] = json.loads((work / "reports" / "metrics.json").read_text())["estimands"]
+    info = json.loads((work / paths.FEATURES / "info.json").read_text())
+    record["made_on"] = {"device": str(info.get("device")), "precision": str(info.get("precision"))}
     return record
 
 
@@ -144,9 +146,9 @@ def latest(records: list[dict]) -> list[dict]:
     return list({r["name"]: r for r in records}.values())
 
 
-def effects(baseline: dict, fresh: dict, z: float) -> dict:
+def effects(baseline: dict, fresh: dict, z: float, same_kind: bool = True) -> dict:
     """What the gate saw, pass or fail: the smallest Holm p and the five largest drops with their p (for power)."""
-    tested = tests(baseline, fresh, z)
+    tested = drop_tests(baseline, fresh, z, same_kind)
     adjusted = dict(zip(tested, holm([t["p"] for t in tested.values()]), strict=True))
     worst = sorted(tested, key=lambda k: tested[k]["difference"])[:5]
     drops = [{"estimand": k, "difference": round(tested[k]["difference"], 4), "low": round(tested[k]["low"], 4),
@@ -154,14 +156,26 @@ def effects(baseline: dict, fresh: dict, z: float) -> dict:
     return {"min_p_holm": float(f"{min(adjusted.values()):.3g}"), "largest_drops": drops}
 
 
-def judge(records: list[dict], baseline: dict, params: config.Params) -> list[dict]:
-    """Each run's verdict by the gate at HEAD on its stored estimands, and what the gate saw (pass or fail)."""
+def judge(records: list[dict], baseline: dict, params: config.Params, made_on: dict | None = None) -> list[dict]:
+    """Each run's verdict by the gate at HEAD on its stored estimands, and what the gate saw (pass or fail).
+
+    ``made_on`` is the baseline's device and precision: a run of another kind is judged as
+    `dermsynth gate` judges it (gate.py); a run recorded without its own is taken to be on the
+    baseline's device, at the precision of its overrides.
+    """
     for record in records:
         if record.get("estimands"):
-            problems, tested = compare(baseline, record["estimands"], params)
+            same_kind = made_on is None or run_kind(record, made_on) == made_on
+            problems, tested = compare(baseline, record["estimands"], params, same_kind)
             record |= {"failed": len(problems), "tested": tested, "regressions": problems,
-                       "effects": effects(baseline, record["estimands"], params.evaluate.z)}  # fmt: skip
+                       "effects": effects(baseline, record["estimands"], params.evaluate.z, same_kind)}  # fmt: skip
     return records
+
+
+def run_kind(record: dict, made_on: dict) -> dict:
+    """The device and precision a run's features were made with, as the gate's `made_on`."""
+    precision = record["overrides"].get("features.precision", made_on["precision"])
+    return record.get("made_on") or {"device": made_on["device"], "precision": precision}
 
 
 def reanalyse(work: Path, records: list[dict]) -> list[dict]:
@@ -252,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
     records = reanalyse(work, records)
     params = config.load(ROOT / "params.yaml")
-    baseline = json.loads((ROOT / paths.REPORTS / "baseline-ci.json").read_text())["estimands"]
-    records = judge(records, baseline, params)
+    reference = json.loads((ROOT / paths.REPORTS / "baseline-ci.json").read_text())
+    baseline, made_on = reference["estimands"], reference.get("made_on")
+    records = judge(records, baseline, params, made_on)
     if args.summary_only:
         todo = []
     print(f"gate_calibration: {len(done)} runs of {sha[:12]} recorded, {len(todo)} to go (scratch {work})")
@@ -264,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_one(work, folder / "hook", spec)
         with log.open("a") as out:  # one line per finished run: a killed benchmark loses only the run in progress
             out.write(json.dumps(record) + "\n")
-        records = judge(latest([*records, record]), baseline, params)
+        records = judge(latest([*records, record]), baseline, params, made_on)
         verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
         print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
         write(section(records, sha, baseline, params))

@@ -149,7 +149,7 @@ def test_pooling_the_repeats_over_a_family_gives_two_repeats_power():
     assert df == 20
     assert 0.01**2 < variance < 0.04**2
     alone = gate.drop_test(base[keys[0]], fresh[keys[0]], 1.96)
-    pooled = gate.tests(base, fresh, 1.96)[keys[0]]
+    pooled = gate.drop_tests(base, fresh, 1.96)[keys[0]]
     assert pooled["p"] < alone["p"] / 10
     assert gate.compare(base, fresh, gate_params(min_effect=0.02))[0][0].startswith(keys[0])
 
@@ -179,7 +179,24 @@ def test_the_one_sided_test_holds_its_level_under_the_null(same_images):
             sides.append({f"bal_acc/d/arm{i}/far": {"repeats": list(0.4 + shift[i] + 0.02 * rng.standard_normal(2)),
                                                    "image_var": image_sd**2, "n": 300, "images": fingerprint}
                           for i in range(10)})  # fmt: skip
-        p = [t["p"] for t in gate.tests(sides[0], sides[1], 1.96).values()]
+        p = [t["p"] for t in gate.drop_tests(sides[0], sides[1], 1.96).values()]
         rejections += sum(v < 0.05 for v in p)
         total += len(p)
     assert 0.035 < rejections / total < 0.065
+
+
+def test_a_run_on_another_device_or_precision_counts_the_images(workdir, params, capsys):
+    """Features made another way differ for every image and all repeats share them: not a conditional comparison."""
+    kind = {"device": "cpu (avx512_bf16)", "precision": "bfloat16"}
+    features = workdir / "build/features"
+    features.mkdir(parents=True)
+    (features / "info.json").write_text(json.dumps(kind))
+    base = {"k": {**estimand(0.60, image_var=4e-3), "images": "a"}}
+    fresh = {"k": {**estimand(0.54, image_var=4e-3), "images": "a"}}  # 0.06 down on the same images
+    (workdir / "fresh.json").write_text(json.dumps({"estimands": fresh}))
+    (workdir / "base.json").write_text(json.dumps({"estimands": base, "made_on": kind}))
+    assert gate.main(params, "base.json", "fresh.json") == 1
+    assert "on the same test images" in capsys.readouterr().out
+    (workdir / "base.json").write_text(json.dumps({"estimands": base, "made_on": {**kind, "precision": "float32"}}))
+    assert gate.main(params, "base.json", "fresh.json") == 0
+    assert gate.drop_test(base["k"], fresh["k"], 1.96, same_kind=False)["same_images"] is False

@@ -238,3 +238,19 @@ def test_the_tables_show_every_plant_and_family():
     assert "| `bal_acc/d/*/far` | 10 | 5 | 0.030 | 0.070 | 0.200 |  |  |" in text  # no default-study figures
     assert "| near_seeds | `gain/d/seed/pooled` | -0.120 | 0.070 | 2 |" in text
     assert "partial" in text
+
+
+def test_a_bfloat16_run_is_judged_as_another_kind_of_run():
+    made_on = {"device": "cpu (avx512_bf16)", "precision": "float32"}
+    base = {"bal_acc/d/a/far": {"repeats": [0.60, 0.61, 0.59, 0.60, 0.60], "image_var": 4e-3, "n": 300,
+                                "images": "a"}}  # fmt: skip
+    lower = {"bal_acc/d/a/far": {**base["bal_acc/d/a/far"], "repeats": [0.54, 0.55, 0.53, 0.54, 0.54]}}
+    kinds = (("f32", {"features.precision": "float32"}), ("bf16", {"features.precision": "bfloat16"}))
+    runs = [{"name": n, "failed": None, "overrides": o, "estimands": lower} for n, o in kinds]
+    params = config.load(Path(__file__).resolve().parent.parent / "params.yaml")
+    judged = gate_calibration.judge(runs, base, params, made_on)
+    assert [r["failed"] for r in judged] == [1, 0]  # the same drop: conditional on the images only for float32
+    assert gate_calibration.run_kind({"overrides": {}, "made_on": {"device": "x", "precision": "y"}}, made_on) == {
+        "device": "x",
+        "precision": "y",
+    }
