@@ -170,13 +170,20 @@ def test_paired_difference_known_value_and_p():
     assert better["bal_acc_p"] == 0.0
 
 
+def copies(preds: list[str], repeat: int, n: int = 10) -> pd.DataFrame:
+    """The hand-made group ``n`` times over (other images, same answers), as one repeat."""
+    parts = [table(preds).assign(md5hash=lambda f, c=c: f["md5hash"] + f"-{c}") for c in range(n)]
+    return pd.concat(parts, ignore_index=True).assign(repeat=repeat)
+
+
 def test_repeats_that_disagree_widen_the_interval():
-    """The same pooled predictions, once split evenly over two repeats and once all good in one, all bad in the
-    other: the second interval is wider, because the spread between trainings is part of it."""
+    """100 images and 4 repeats, once all alike and once alternating all right / collapsed: the second interval is
+    wider, because the spread between trainings is part of it. (With 10 images and 2 repeats both intervals fill
+    [0, 1]: a t on one degree of freedom, clipped to the rate's bounds.)"""
     from dermsynth.analysis.metrics import balanced_weights
 
-    agree = pd.concat([table(FITZ_ONLY).assign(repeat=r) for r in (0, 1)], ignore_index=True)
-    disagree = pd.concat([table(TRUTH).assign(repeat=0), table(COLLAPSED).assign(repeat=1)], ignore_index=True)
+    agree = pd.concat([copies(FITZ_ONLY, r) for r in range(4)], ignore_index=True)
+    disagree = pd.concat([copies(p, r) for r, p in enumerate([TRUTH, COLLAPSED] * 2)], ignore_index=True)
     calm, torn = net_benefit(agree, CLASSES, 1.959964), net_benefit(disagree, CLASSES, 1.959964)
     assert calm["bal_acc_high"] - calm["bal_acc_low"] < torn["bal_acc_high"] - torn["bal_acc_low"]
     weighted = (disagree["correct"] * balanced_weights(disagree)).mean()  # the weights' mean is balanced accuracy
