@@ -5,6 +5,13 @@ from dermsynth.core import paths
 from dermsynth.generators import annotations
 
 
+@pytest.fixture
+def raw_params(raw_params: dict) -> dict:
+    """One draw of the seeds: these tests count requests per seed image (draws: test_split, test_pipeline)."""
+    raw_params["split"]["seed_draws"] = 1
+    return raw_params
+
+
 def seeds_table() -> pd.DataFrame:
     return pd.read_csv(paths.SEEDS_TABLE, dtype=str, keep_default_na=False)
 

@@ -25,6 +25,13 @@ from .tiny_diffusers import build_tiny_inpainting_pipeline
 pytest.importorskip("diffusers", reason="the optional extra: pip install -e '.[diffusers]'")
 
 
+@pytest.fixture
+def raw_params(raw_params: dict) -> dict:
+    """One draw of the seeds: these tests count requests per seed image (draws: test_split, test_pipeline)."""
+    raw_params["split"]["seed_draws"] = 1
+    return raw_params
+
+
 @pytest.fixture(scope="module")
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("diffusers") / "tiny-inpainting")

@@ -17,6 +17,7 @@ import yaml
 from .conftest import REPO, project_copy, run_ok, shrink, tool_env
 from .fake_openai import CANARY, Action, FakeOpenAI, error
 
+
 CANDIDATES = 4  # 4 seeds (2 per group) x 4 candidates = 16 planned requests
 
 
@@ -25,6 +26,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = project_copy(tmp_path_factory.mktemp("delivery"), with_annotations=False)
     raw = shrink(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["generate"]["candidates"] = CANDIDATES
+    raw["split"]["seed_draws"] = 1  # requests are counted per seed image; draws: test_split, test_pipeline
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     for stage in ("embedded", "prepare", "split", "validate"):
         run_ok(["dermsynth", stage], root)

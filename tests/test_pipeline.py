@@ -146,8 +146,13 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     assert {"confusion_matrix.png", "predictions.csv"} <= artifacts
 
     repeats = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert sorted(r.data.tags["repeat"] for r in repeats) == ["0", "1"]
+    trainings = sorted((r.data.tags["draw"], r.data.tags["repeat"]) for r in repeats)  # 3 draws of the seeds x 2
+    assert trainings == [(d, r) for d in ("0", "1", "2") for r in ("0", "1")]
     assert {r.data.tags["train_seed"] for r in repeats} == {"0", "1"}
+    assert run.data.tags["draw"] == "all"
+    reference = client.search_runs([experiment], "tags.configuration = 'light_to_dark-psoriasis-fitz_only'")[0]
+    once = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{reference.info.run_id}'")
+    assert sorted(r.data.tags["draw"] for r in once) == ["0", "0"]  # fitz_only sees no seed: trained once
 
     grids = client.search_runs([experiment], "tags.grid = 'study'")
     assert len(grids) == 1
@@ -196,7 +201,40 @@ def test_the_summary_has_the_signal_and_the_collapse_flags_beside_each_change(st
     assert signal["gap_low"] <= signal["gap"] <= signal["gap_high"]
     cell = summary["light_to_dark/psoriasis"]
     assert {"seed/d_acc", "seed/collapse", "synthetic_and_seed/collapse"} <= set(cell)
-    assert {"collapse_flags", "collapse_share_flags", "collapse_bal_flags"} == set(summary["study"])
+    assert {"seed_draws", "collapse_flags", "collapse_share_flags", "collapse_bal_flags"} == set(summary["study"])
+    assert summary["study"]["seed_draws"] == 3
+
+
+def test_effects_are_reported_across_the_draws_of_the_seeds(study: Path):
+    """Three draws: every seed arm trained per draw on the same test images, its change summarised over them."""
+    summary = json.loads((study / "reports/summary.json").read_text())
+    for arm in ("seed", "synthetic_and_seed"):
+        cell = summary["light_to_dark/psoriasis"]
+        low, high, sd = (cell[f"{arm}/d_acc_draw_{k}"] for k in ("min", "max", "sd"))
+        assert low <= cell[f"{arm}/d_acc"] + 1e-9
+        assert cell[f"{arm}/d_acc"] <= high + 1e-9
+        assert sd >= 0
+        predictions = pd.read_csv(
+            study / f"models/light_to_dark-psoriasis-{arm}/predictions.csv", dtype={"md5hash": str}
+        )
+        per_draw = [set(rows.loc[rows["split"] == "test", "md5hash"]) for _, rows in predictions.groupby("draw")]
+        assert len(per_draw) == 3
+        assert per_draw[0] == per_draw[1] == per_draw[2]
+        per_draw_acc = []
+        for draw in range(3):
+            rows = predictions[(predictions["draw"] == draw) & (predictions["split"] == "test")]
+            rows = rows[(rows["group"] == "V-VI") & (rows["label"] == "psoriasis")]
+            per_draw_acc.append(rows["correct"].mean())
+        reference = pd.read_csv(study / "models/light_to_dark-fitz_only/predictions.csv", dtype={"md5hash": str})
+        ref = reference[(reference["split"] == "test") & (reference["group"] == "V-VI")]
+        ref_acc = ref.loc[ref["label"] == "psoriasis", "correct"].mean()
+        assert min(per_draw_acc) - ref_acc == pytest.approx(low, abs=1e-4)
+        assert max(per_draw_acc) - ref_acc == pytest.approx(high, abs=1e-4)
+    metrics = json.loads((study / "reports/metrics.json").read_text())
+    gain = metrics["estimands"]["gain/light_to_dark/synthetic_and_seed/psoriasis"]
+    assert gain["draws"] == [0, 0, 1, 1, 2, 2]
+    assert gain["seeds"] is not None
+    assert metrics["estimands"]["bal_acc/light_to_dark/fitz_only/far"]["seeds"] is None
     runs = json.loads((study / "reports/runs/light_to_dark-psoriasis-seed.json").read_text())
     assert {"test/V-VI/collapse", "test/V-VI/collapse_share", "test/V-VI/collapse_bal"} <= set(runs)
     assert 0 < runs["test/V-VI/prevalence"] < 1

@@ -15,6 +15,13 @@ from dermsynth.generators.reinhard import skin_stats, transfer
 from dermsynth.imaging.skin import rgb_to_lab
 
 
+@pytest.fixture
+def raw_params(raw_params: dict) -> dict:
+    """One draw of the seeds: these tests count requests per seed image (draws: test_split, test_pipeline)."""
+    raw_params["split"]["seed_draws"] = 1
+    return raw_params
+
+
 def test_the_transfer_matches_the_target_statistics():
     rng = np.random.default_rng(0)
     source = np.clip(rng.normal([0.8, 0.6, 0.5], 0.03, size=(24, 24, 3)), 0, 1)

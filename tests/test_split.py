@@ -1,4 +1,5 @@
-import numpy as np
+import dataclasses
+
 import pandas as pd
 
 from dermsynth.cohort import splits
@@ -12,7 +13,46 @@ def load():
 
 def test_roles_are_disjoint_within_each_direction(embedded_data):
     splits, _ = load()
-    assert not splits.duplicated(["direction", "md5hash"]).any()
+    for draw in range(3):
+        one = splits_of(splits, draw)
+        assert not one.duplicated(["direction", "md5hash"]).any()
+
+
+def splits_of(splits: pd.DataFrame, draw: int) -> pd.DataFrame:
+    return splits[(splits["role"] != "seed") | (splits["draw"] == str(draw))]
+
+
+def test_three_draws_give_three_distinct_seed_sets_none_in_a_test_set(embedded_data, params):
+    assert params.split.seed_draws == 3  # the shrunk study keeps the default's draws
+    splits_table, seeds = load()
+    sets = [frozenset(seeds.loc[seeds["draw"] == str(d), "md5hash"]) for d in range(3)]
+    assert len(set(sets)) == 3
+    assert all(sets)
+    for draw in range(3):
+        one = splits_of(splits_table, draw)
+        for direction in DIRECTIONS:
+            rows = one[one["direction"] == direction]
+            drawn = set(rows.loc[rows["role"] == "seed", "md5hash"])
+            assert drawn
+            assert not drawn & set(rows.loc[rows["role"] == "test", "md5hash"])
+    # every draw is scored on the same test images: the shared rows carry no draw
+    assert set(splits_table.loc[splits_table["role"] != "seed", "draw"].fillna("")) == {""}
+
+
+def test_one_draw_is_the_first_of_many(embedded_data, params):
+    """split.seed_draws: 1 draws exactly the seeds and validation split that draw 0 of several draws."""
+    prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
+    rows = splits.study_rows(prepared, params.prepare.conditions)
+    conditions = splits.seeded_conditions(params.prepare.conditions, params)
+    one, rng_one = splits.draw_all_seeds(rows, conditions, dataclasses.replace(params.split, seed_draws=1))
+    many, rng_many = splits.draw_all_seeds(rows, conditions, params.split)
+    assert one.equals(many[many["draw"] == 0])
+    single = splits.make_splits(rows, one, params.split, rng_one)
+    several = splits.make_splits(rows, many, params.split, rng_many)
+    for role in ("train", "val"):
+        assert set(single.loc[single["role"] == role, "md5hash"]) == set(
+            several.loc[several["role"] == role, "md5hash"]
+        )
 
 
 def test_seeds_are_never_in_a_test_set(embedded_data):
@@ -34,7 +74,7 @@ def test_validation_comes_only_from_the_training_group(embedded_data):
 
 def test_seed_counts_per_condition_and_group(embedded_data, params):
     _, seeds = load()
-    counts = seeds.groupby(["label", "group"]).size()
+    counts = seeds.groupby(["label", "group", "draw"]).size()
     assert counts.max() <= params.split.seeds_per_group
     assert set(seeds["group"]) == {"I-II", "V-VI"}
 
@@ -44,8 +84,7 @@ def test_split_does_not_depend_on_row_order(embedded_data, params):
     results = []
     for order in (prepared, prepared.sample(frac=1.0, random_state=3)):
         rows = splits.study_rows(order, params.prepare.conditions)
-        rng = np.random.default_rng(params.split.seed)
-        seeds = splits.draw_seeds(rows, params.prepare.conditions, params.split, rng)
+        seeds, rng = splits.draw_all_seeds(rows, params.prepare.conditions, params.split)
         results.append(
             splits.make_splits(rows, seeds, params.split, rng)
             .sort_values(["direction", "md5hash"])

@@ -125,7 +125,7 @@ def test_seed_in_test_set_fails(embedded_data):
     seed = splits[splits["role"] == "seed"].head(1)
     other = "dark_to_light" if seed["direction"].iloc[0] == "light_to_dark" else "light_to_dark"
     failures = split_failures(pd.concat([splits, seed.assign(role="test", direction=other)], ignore_index=True))
-    assert "no seed is in any test set" in [f.rule for f in failures]
+    assert "no seed of any draw is in any test set" in [f.rule for f in failures]
 
 
 def test_validation_from_another_group_fails(embedded_data):

@@ -181,7 +181,8 @@ def shortfall(curated: pd.DataFrame, seeds: pd.DataFrame, conditions: list[str],
     images than planned, so this is said here and again by `train`.
     """
     counts = curated.groupby("seed_md5hash").size()
-    wanted = seeds[seeds["label"].isin(conditions)].sort_values(["label", "group", "md5hash"])
+    wanted = seeds[seeds["label"].isin(conditions)].drop_duplicates("md5hash")  # once, whatever the draws
+    wanted = wanted.sort_values(["label", "group", "md5hash"])
     return [
         f"{row.md5hash} ({row.label}, {row.group}): {int(counts.get(row.md5hash, 0))} of {keep}"
         for row in wanted.itertuples()

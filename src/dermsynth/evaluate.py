@@ -187,7 +187,8 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
 
     Per direction and condition, at the far test group (the skin tones that training lacked): each arm's
     change in condition accuracy and in the group's balanced accuracy against fitz_only, and the
-    Holm-adjusted p of synthetic_and_seed against seed; per direction the `signal` (fitz_only's balanced
+    Holm-adjusted p of synthetic_and_seed against seed; with several draws of the seeds, how far each
+    arm's change in accuracy spreads over them (`across_draws`); per direction the `signal` (fitz_only's balanced
     accuracy near and far, and the gap with its interval: is there a gap to close?); and the counts of
     cells flagged as collapse.
     """
@@ -205,6 +206,9 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
         block = out.setdefault(f"{direction}/{condition}", {})
         block[f"{arm}/d_acc"] = _plain(cell["d_acc"])
         block[f"{arm}/d_bal_acc"] = _plain(cell["d_bal_acc"])
+    for direction, condition, arm in sorted(cells):
+        if arm != "fitz_only" and params.split.seed_draws > 1:
+            out[f"{direction}/{condition}"] |= across_draws(params, direction, condition, arm)
     for (direction, condition), p in sorted(central_p.items()):
         out.setdefault(f"{direction}/{condition}", {})["synthetic_vs_seed/p_holm"] = _plain(p)
     for (direction, condition, arm), cell in sorted(cells.items()):
@@ -217,11 +221,27 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
         for d in params.train.directions
     }  # fmt: skip
     out["study"] = {
+        "seed_draws": float(params.split.seed_draws),
         "collapse_flags": float(sum(r["collapse"] for r in flagged)),
         "collapse_share_flags": float(sum(r["collapse_share"] for r in flagged)),
         "collapse_bal_flags": float(sum(r["collapse_bal"] for r in flagged)),
     }
     return out
+
+
+def across_draws(params: Params, direction: str, condition: str, arm: str) -> dict[str, float]:
+    """An arm's change in condition accuracy at the far group in each draw of the seeds: its SD, lowest and highest.
+
+    The pooled change (`d_acc`) is their mean; how far the draws spread says how much the
+    study's answer rests on which seeds were drawn (the paper drew once).
+    """
+    far, label = DIRECTIONS[direction].seed_group, compare.label_for(condition)
+    mine = compare.outcomes(compare.predictions(paths.trained_as(params, direction, condition, arm, None)), far, label)
+    base = compare.outcomes(reference_predictions(params, direction), far, label)
+    per_draw = mine.to_numpy().mean(1) - base.to_numpy().mean()
+    return {f"{arm}/d_acc_draw_sd": round(float(per_draw.std(ddof=1)), 4),
+            f"{arm}/d_acc_draw_min": round(float(per_draw.min()), 4),
+            f"{arm}/d_acc_draw_max": round(float(per_draw.max()), 4)}  # fmt: skip
 
 
 def reference_predictions(params: Params, direction: str) -> pd.DataFrame:

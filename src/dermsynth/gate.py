@@ -20,6 +20,11 @@ images. The null distribution has two parts:
   images than the baseline (their fingerprints differ) are both sides' image variances added.
   On the same images the comparison is conditional on them: the question is whether this
   training is worse on these images, and the images' own spread cancels.
+- **A new draw of seeds** (`split.seed`, with `split.seed_draws` of 2 or more): when the two
+  drew other seeds (their fingerprints differ), a mean over K draws varies by the variance of
+  the draw means over K, pooled per family like the repeats' and used in their place. The
+  calibration's one false alarm at one draw was this: a per-condition gain that a new split
+  moved from 0.43 to -0.09. With one draw there is nothing to estimate it from.
 - **Another device or precision** (`made_on`): its features differ a little for every image,
   and all of a run's repeats share them, so the repeats' spread does not measure what it
   moves (the calibration's bfloat16 runs showed it: a far-group balanced accuracy 0.058 down,
@@ -69,37 +74,72 @@ def family(key: str) -> str:
     return "/".join([*parts[:2], "*", parts[-1]] if parts[0] in ("bal_acc", "gain") else [*parts[:2], "*"])
 
 
+def _by_draw(entry: dict) -> dict[int, np.ndarray]:
+    """An estimand's per-training values grouped by draw of the seeds (one draw when it has none)."""
+    values = np.asarray(entry["repeats"], dtype=float)
+    draws = np.asarray(entry.get("draws") or [0] * values.size)
+    return {int(d): values[draws == d] for d in np.unique(draws)}
+
+
 def repeat_variances(baseline: dict, fresh: dict) -> dict[str, tuple[float, int]]:
-    """Per family, the within-estimand variance of the repeats pooled over its estimands on both sides, and its df."""
+    """Per family, the variance of the repeats within a draw, pooled over its estimands and draws on both sides."""
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for side in (baseline, fresh):
         for key in set(baseline) & set(fresh):
-            values = np.asarray(side[key]["repeats"], dtype=float)
-            if values.size > 1:
-                sums[family(key)][0] += float(((values - values.mean()) ** 2).sum())
-                sums[family(key)][1] += values.size - 1
+            for values in _by_draw(side[key]).values():
+                if values.size > 1:
+                    sums[family(key)][0] += float(((values - values.mean()) ** 2).sum())
+                    sums[family(key)][1] += values.size - 1
+    return {name: (ss / df, int(df)) for name, (ss, df) in sums.items() if df > 0}
+
+
+def draw_variances(baseline: dict, fresh: dict) -> dict[str, tuple[float, int]]:
+    """Per family, the variance between draw means (each the mean of its repeats), pooled on both sides, and its df.
+
+    It estimates sigma_draw^2 + sigma_repeat^2 / R, so divided by K it is the whole variance of a
+    mean over K draws of R repeats when the seeds are drawn anew: what a new `split.seed` moves.
+    """
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for side in (baseline, fresh):
+        for key in set(baseline) & set(fresh):
+            means = np.array([v.mean() for v in _by_draw(side[key]).values()])
+            if means.size > 1:
+                sums[family(key)][0] += float(((means - means.mean()) ** 2).sum())
+                sums[family(key)][1] += means.size - 1
     return {name: (ss / df, int(df)) for name, (ss, df) in sums.items() if df > 0}
 
 
 def drop_test(
-    baseline: dict, fresh: dict, z: float, repeat: tuple[float, int] | None = None, same_kind: bool = True
+    baseline: dict,
+    fresh: dict,
+    z: float,
+    repeat: tuple[float, int] | None = None,
+    same_kind: bool = True,
+    draw: tuple[float, int] | None = None,
 ) -> dict:
     """Welch's one-sided test that the fresh mean is below the baseline's.
 
     ``repeat`` is the family's pooled repeat variance and its df (else each side's own); the
     images' variances count unless the two were scored on the same images by the same kind of
-    run (``same_kind``: device and precision).
+    run (``same_kind``: device and precision). Where the two drew other seeds and ``draw`` (the
+    family's pooled variance of draw means) is known, it replaces the repeats' part: a mean
+    over K draws then varies by that variance over K.
     """
     x, y = np.asarray(baseline["repeats"], dtype=float), np.asarray(fresh["repeats"], dtype=float)
     same = same_kind and baseline.get("images") is not None and baseline.get("images") == fresh.get("images")
+    same_seeds = baseline.get("seeds") == fresh.get("seeds")
     components = [] if same else [(float(e.get("image_var", 0.0)), max(int(e.get("n", 2)) - 1, 1))
                                   for e in (baseline, fresh)]  # fmt: skip
-    if repeat is not None:
+    k_x, k_y = len(_by_draw(baseline)), len(_by_draw(fresh))
+    if not same_seeds and draw is not None and min(k_x, k_y) > 1:
+        components.append((draw[0] * (1 / k_x + 1 / k_y), draw[1]))
+    elif repeat is not None:
         components.append((repeat[0] * (1 / x.size + 1 / y.size), repeat[1]))
     else:
         components += [(float(v.var(ddof=1)) / v.size, v.size - 1) for v in (x, y) if v.size > 1]
     difference = float(y.mean() - x.mean())
-    out = {"baseline": float(x.mean()), "fresh": float(y.mean()), "difference": difference, "same_images": same}
+    out = {"baseline": float(x.mean()), "fresh": float(y.mean()), "difference": difference, "same_images": same,
+           "same_seeds": same_seeds}  # fmt: skip
     variance = sum(v for v, _ in components)
     if variance <= 0:
         return out | {"low": difference, "high": difference, "p": 0.0 if difference < 0 else 1.0}
@@ -110,10 +150,11 @@ def drop_test(
 
 
 def drop_tests(baseline: dict, fresh: dict, z: float, same_kind: bool = True) -> dict[str, dict]:
-    """`drop_test` of every estimand in both, with its family's pooled repeat variance."""
-    pooled = repeat_variances(baseline, fresh)
+    """`drop_test` of every estimand in both, with its family's pooled repeat and draw variances."""
+    pooled, draws = repeat_variances(baseline, fresh), draw_variances(baseline, fresh)
     keys = sorted(set(baseline) & set(fresh))
-    return {k: drop_test(baseline[k], fresh[k], z, pooled.get(family(k)), same_kind) for k in keys}
+    return {k: drop_test(baseline[k], fresh[k], z, pooled.get(family(k)), same_kind, draws.get(family(k)))
+            for k in keys}  # fmt: skip
 
 
 def compare(baseline: dict, fresh: dict, params: Params, same_kind: bool = True) -> tuple[list[str], int]:
@@ -130,6 +171,7 @@ def compare(baseline: dict, fresh: dict, params: Params, same_kind: bool = True)
     for (key, t), p_holm in zip(tested.items(), adjusted, strict=True):
         if p_holm < cfg.alpha and -t["difference"] > cfg.min_effect:
             images = "the same test images" if t["same_images"] else "other test images"
+            images += "" if t["same_seeds"] else " and other seeds"
             problems.append(
                 f"{key}: {t['fresh']:.3f} against baseline {t['baseline']:.3f} on {images}, difference "
                 f"{t['difference']:+.3f} [{level}: {t['low']:+.3f}, {t['high']:+.3f}], one-sided p {t['p']:.2g} "

@@ -95,7 +95,8 @@ def seeds_to_use(seeds: pd.DataFrame, params: Params) -> pd.DataFrame:
     unknown = sorted(set(cfg.conditions) - set(load_conditions()))
     if unknown:
         raise DermsynthError(f"generate.conditions: {unknown} are not among the study's conditions {load_conditions()}")
-    chosen = seeds[seeds["label"].isin(cfg.conditions)].reset_index(drop=True)
+    # a seed drawn in several draws (split.seed_draws) is one image: its candidates are made once
+    chosen = seeds[seeds["label"].isin(cfg.conditions)].drop_duplicates("md5hash").reset_index(drop=True)
     images = paths.dataset_images(params.dataset.root)
     notes = annotations.for_seeds(chosen, images, Path(cfg.annotations))
     return notes.assign(prompt=[annotations.prompt(row) for _, row in notes.iterrows()])
@@ -145,11 +146,37 @@ class Run:
     log: pd.DataFrame
 
 
+def draw_plan(seeds: pd.DataFrame, params: Params) -> list[str]:
+    """Per draw of the seeds: its seeds, those new to it (not in an earlier draw) and what their images cost.
+
+    Images are made per seed image and cached, so a draw pays only for seeds no earlier draw
+    had; the price is the output images' (generate.openai), offline generators are free.
+    """
+    cfg = params.generate
+    each = 0.0
+    if cfg.generator == "openai":
+        from dermsynth.generators.openai_budget import price
+
+        each = price(cfg.openai.model, cfg.openai.quality, cfg.openai.size)
+    augmented = seeds[seeds["label"].isin(cfg.conditions)]
+    seen: set[str] = set()
+    lines = []
+    for draw, block in augmented.groupby("draw" if "draw" in augmented else np.zeros(len(augmented)), sort=True):
+        new = set(block["md5hash"]) - seen
+        seen |= new
+        images = len(new) * cfg.candidates
+        cost = f", ${images * each:.2f}" if cfg.generator == "openai" else ""
+        lines.append(f"draw {int(draw)}: {len(block)} seeds, {len(new)} new: {images} images{cost}")
+    return lines
+
+
 def generate(seeds: pd.DataFrame, params: Params, dry_run: bool = False) -> Run:
     cfg = params.generate
     if cfg.generator not in BACKENDS:
         raise DermsynthError(f"generate.generator: unknown {cfg.generator!r}; available: {list(BACKENDS)}")
     chosen = seeds_to_use(seeds, params)
+    if dry_run:
+        print("\n".join(["seed draws (split.seed_draws):", *(f"  {line}" for line in draw_plan(seeds, params))]))
     if cfg.generator in ("openai", "diffusers"):  # imported on demand: each has its own dependencies
         backend = importlib.import_module(f"dermsynth.generators.generate_{cfg.generator}")
         rows, log = backend.candidates(chosen, params, dry_run)

@@ -16,6 +16,7 @@ import os
 import pandas as pd
 
 from dermsynth.analysis.grid import first_configurations, planned_runs
+from dermsynth.cohort.splits import of_draw
 from dermsynth.core import files, paths
 from dermsynth.core.config import BACKBONES, Params
 from dermsynth.core.study import load_conditions
@@ -61,7 +62,7 @@ def facts(params: Params, run: dict, repeat: int, mix: dict, info: dict, choice:
     """The card's identity, training data, selection and version entries of one trained model."""
     name = run["trained"]
     folder = paths.run_dir(name)
-    inputs = [folder / f"head_r{repeat}.pt", folder / "predictions.csv", folder / paths.TRAINING_NAME]
+    inputs = [folder / paths.head_name(0, repeat), folder / "predictions.csv", folder / paths.TRAINING_NAME]
     inputs += [
         paths.SPLITS_TABLE,
         paths.PREPARED_TABLE,
@@ -111,6 +112,7 @@ def main(params: Params) -> int:
             training = files.read_json(paths.run_dir(name) / paths.TRAINING_NAME)
             repeats[name] = selection.served_repeat(training["histories"])
             frame = pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
+            frame = frame[frame["draw"] == 0] if "draw" in frame else frame  # served: the first draw of the seeds
             predictions[name] = frame[frame["repeat"] == repeats[name]]
             scores[name] = selection.strata(predictions[name], repeats[name])
         reference = f"{direction}-fitz_only"
@@ -119,15 +121,15 @@ def main(params: Params) -> int:
         test = splits[(splits["direction"] == direction) & (splits["role"] == "test")]
         example = paths.image_file(paths.dataset_images(params.dataset.root), test["md5hash"].iloc[0])
         for name, run in runs.items():
+            first_draw = of_draw(splits[splits["role"] != "test"], 0)  # the served models trained on draw 0
             train = training_set(
-                splits[splits["role"] != "test"], curated, direction, run["condition"], run["arm"], run["dose"],
-                params.curate.keep,
-            )  # fmt: skip
+                first_draw, curated, direction, run["condition"], run["arm"], run["dose"], params.curate.keep
+            )
             choice = {**verdicts[name], "strata": scores[name], "champion": name == champion}
             entry = facts(params, run, repeats[name], card.training_mix(train, splits, curated), info, choice)
             model_card = card.build(entry, predictions[name], predictions[reference], classes, params.evaluate.z)
             text = card.markdown(model_card)
-            pyfunc.package(paths.REGISTRY / name, model_spec, paths.run_dir(name) / f"head_r{repeats[name]}.pt",
+            pyfunc.package(paths.REGISTRY / name, model_spec, paths.run_dir(name) / paths.head_name(0, repeats[name]),
                            model_card, text, example)  # fmt: skip
             if name == champion:
                 files.write_json(paths.MODEL_CARDS / f"{direction}.json", model_card)

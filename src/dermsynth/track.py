@@ -150,6 +150,7 @@ def configuration_tags(params: Params, run: dict, info: dict, training: dict) ->
         "configuration": run["name"],
         "trained_as": run["trained"],  # models/<trained_as>: shared by configurations with the same training set
         "repeat": "all",
+        "draw": "all",  # the configuration's run pools every draw of the seeds; its nested runs are one each
     }
 
 
@@ -170,14 +171,17 @@ def log_configuration(
             mlflow.log_input(dataset, context=context)
         with tempfile.TemporaryDirectory() as tmp:
             figure = Path(tmp) / "confusion_matrix.png"
-            confusion_figure(predictions[predictions["repeat"] == 0], load_conditions(), figure)
+            first = (predictions["repeat"] == 0) & (predictions.get("draw", 0) == 0)
+            confusion_figure(predictions[first], load_conditions(), figure)
             mlflow.log_artifact(str(figure))
         mlflow.log_artifact(str(paths.run_dir(run["trained"]) / "predictions.csv"))
-        for r, history in enumerate(training["histories"]):
-            child = {**tags, "repeat": str(r), "train_seed": str(params.train.seed + r)}
-            child["fingerprint"] = f"{fingerprint}/r{r}"
-            with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-r{r}", tags=child, nested=True) as rep:
-                rows = predictions[predictions["repeat"] == r]
+        draws = training.get("draws") or [{"draw": 0, "histories": training["histories"]}]
+        for d, r, history in ((e["draw"], r, h) for e in draws for r, h in enumerate(e["histories"])):
+            label = f"r{r}" if len(draws) == 1 else f"d{d}-r{r}"
+            child = {**tags, "draw": str(d), "repeat": str(r), "train_seed": str(params.train.seed + r)}
+            child["fingerprint"] = f"{fingerprint}/{label}"
+            with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-{label}", tags=child, nested=True) as rep:
+                rows = predictions[(predictions["repeat"] == r) & (predictions.get("draw", 0) == d)]
                 summary = {**run_metrics(rows, params.evaluate.z), **fairness(rows)}
                 mlflow.MlflowClient().log_batch(rep.info.run_id, metrics=repeat_metrics(history, summary))
                 mlflow.set_tag("tracked", DONE)

@@ -16,6 +16,9 @@ for every condition (core/paths.py, `trained_as`).
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -50,33 +53,60 @@ def group_accuracies(predictions: pd.DataFrame, direction: str) -> str:
     return ", ".join(f"{g} {test.loc[test['group'] == g, 'correct'].mean():.3f}" for g in groups)
 
 
+def draws_trained(params: Params, arm: str) -> list[int]:
+    """The draws of the seeds a configuration trains on: each draw for a seed arm, one training for fitz_only.
+
+    fitz_only never sees a seed, and every draw is scored on the same test images (the test
+    sets leave out the seeds of all draws), so its one training is every draw's reference.
+    """
+    return [0] if arm == "fitz_only" else list(range(params.split.seed_draws))
+
+
+def train_draw(
+    params: Params, feats: FeatureStore, splits: pd.DataFrame, request: tuple, draw: int, out: Path
+) -> tuple[pd.DataFrame, dict]:
+    """Every repeat of one draw: heads saved, predictions (columns draw, repeat) and the draw's training record.
+
+    The scored rows (validation and test) are the same for every draw.
+    """
+    direction, condition, arm, dose, name = request
+    scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])].drop_duplicates()
+    cfg = params.train
+    data = load_run_data(params, direction, condition, arm, dose, feats, draw)
+    seeds = [cfg.seed + r for r in range(cfg.repeats)]  # the same training seeds in every draw: draws pair
+    label = name if params.split.seed_draws == 1 or arm == "fitz_only" else f"{name} draw {draw}"
+    frames, histories = [], []
+    for r, (model, history) in enumerate(train_repeats(data, cfg, data.precision, seeds, label)):
+        frames.append(predict(model, feats, scored, data.classes).assign(draw=draw, repeat=r))
+        # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
+        head = {k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}
+        torch.save(head, out / paths.head_name(draw, r))
+        histories.append(history)
+    n_synthetic = int((~data.train["key"].isin(set(splits["md5hash"]))).sum())
+    return pd.concat(frames, ignore_index=True), {"draw": draw, "n_train": len(data.train),
+                                                  "n_synthetic": n_synthetic, "histories": histories}  # fmt: skip
+
+
 def main(params: Params, direction: str, condition: str | None, arm: str, dose: int | None = None) -> int:
     check_request(params, condition, arm, dose)
-    cfg = params.train
     name = trained_as(params, direction, condition or "", arm, dose)
     feats = FeatureStore(paths.FEATURES)
-    data = load_run_data(params, direction, condition, arm, dose, feats)
     splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
-    scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])]
     out = paths.run_dir(name)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = [cfg.seed + r for r in range(cfg.repeats)]
-    repeats = []
-    for r, (model, history) in enumerate(train_repeats(data, cfg, data.precision, seeds, name)):
-        predictions = predict(model, feats, scored, data.classes).assign(repeat=r)
-        # the trained head and its input standardisation; fc7 is the backbone's and lives in build/features
-        torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("fc7.")}, out / f"head_r{r}.pt")
-        repeats.append((predictions, history))
-    predictions = pd.concat([p for p, _ in repeats], ignore_index=True)
+    shutil.rmtree(out, ignore_errors=True)  # no head of an earlier, larger grid of draws or repeats stays behind
+    out.mkdir(parents=True)
+    request = (direction, condition, arm, dose, name)
+    runs = [train_draw(params, feats, splits, request, d, out) for d in draws_trained(params, arm)]
+    predictions = pd.concat([p for p, _ in runs], ignore_index=True)
     files.write_csv(out / "predictions.csv", predictions)
-    n_synthetic = int((~data.train["key"].isin(set(splits["md5hash"]))).sum())
-    histories = [history for _, history in repeats]
-    training = {"n_train": len(data.train), "n_synthetic": n_synthetic, "histories": histories}
+    first = runs[0][1]
+    training = {k: first[k] for k in ("n_train", "n_synthetic", "histories")} | {"draws": [r for _, r in runs]}
     files.write_json(out / paths.TRAINING_NAME, training)
+    histories = [h for _, record in runs for h in record["histories"]]
     files.write_csv(paths.EPOCHS / f"{name}.csv", mean_curve(histories))
     print(
-        f"train {name}: n_train={len(data.train)} repeats={cfg.repeats} "
-        f"best val acc {np.mean([best_epoch(h)['val_acc'] for _, h in repeats]):.3f} (mean); "
+        f"train {name}: n_train={first['n_train']} draws={len(runs)} repeats={params.train.repeats} "
+        f"best val acc {np.mean([best_epoch(h)['val_acc'] for h in histories]):.3f} (mean); "
         f"test accuracy {group_accuracies(predictions, direction)}"
     )
     return 0

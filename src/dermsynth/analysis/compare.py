@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.analysis.grid import dose_of, planned_runs
-from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, balanced_weights
+from dermsynth.analysis.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, balanced_weights, units
 from dermsynth.analysis.stats import (
     bootstrap_p,
     bootstrap_weights,
@@ -85,7 +85,10 @@ def majority(preds: pd.DataFrame, group: str, label: str) -> pd.Series:
 
 
 def outcomes(preds: pd.DataFrame, group: str, label: str | None = None, balanced: bool = False) -> pd.DataFrame:
-    """(repeats x images) of the test images of ``group`` (of ``label`` only, if given): each prediction's outcome.
+    """(units x images) of the test images of ``group`` (of ``label`` only, if given): each prediction's outcome.
+
+    The units are the training repeats, or the draws of the seeds when there are several
+    (`metrics.units`); the index is named after them.
 
     The outcome is 1/0 for right/wrong, or with ``balanced`` weighted so that its mean over
     images is the group's balanced accuracy (`metrics.balanced_weights`). Images are columns, so
@@ -95,15 +98,24 @@ def outcomes(preds: pd.DataFrame, group: str, label: str | None = None, balanced
     if label is not None:
         rows = rows[rows["label"] == label]
     value = rows["correct"].astype(float) * (balanced_weights(rows) if balanced else 1.0)
-    return value.groupby([rows["repeat"], rows["md5hash"]]).mean().unstack("md5hash").sort_index(axis=1)
+    unit = units(rows)  # the draws of the seeds when there are several (each the mean of its repeats)
+    return value.groupby([unit, rows["md5hash"]]).mean().unstack("md5hash").sort_index(axis=1)
 
 
 def paired_difference(
     reference: pd.DataFrame, arm: pd.DataFrame, what: str, z: float, strata: pd.Series | None = None
 ) -> dict[str, float]:
-    """Two arms' outcome tables on the same images: the pooled difference with its crossed interval and p."""
+    """Two arms' outcome tables on the same images: the pooled difference with its crossed interval and p.
+
+    Two arms trained on the same draws of the seeds (`synthetic_and_seed` and `seed`) pair by
+    draw as well as by image: each draw's difference is one unit, so what the draw's seeds do to
+    both arms alike cancels. Otherwise (an arm against `fitz_only`, which no draw changes) each
+    arm's units add their own spread.
+    """
     if not reference.columns.equals(arm.columns):
         raise UnpairedPredictions(what)
+    if reference.index.name == arm.index.name == "draw" and reference.index.equals(arm.index):
+        return crossed_interval(arm.to_numpy() - reference.to_numpy(), z, strata=strata, bounds=(-1.0, 1.0))
     return crossed_interval(arm.to_numpy(), z, reference=reference.to_numpy(), strata=strata)
 
 

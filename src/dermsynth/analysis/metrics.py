@@ -27,6 +27,29 @@ BOOTSTRAP_DRAWS = 1000  # resamples of the test images per interval; the seed is
 BOOTSTRAP_SEED = 0
 
 
+def trainings(preds: pd.DataFrame) -> pd.Series:
+    """Each prediction's training, (draw, repeat) as one label: what per-training summaries (SD, fairness) group by."""
+    if "draw" not in preds:
+        return preds["repeat"]
+    return preds["draw"].astype(int) * 10_000 + preds["repeat"].astype(int)
+
+
+def units(preds: pd.DataFrame) -> pd.Series:
+    """Each prediction's independent unit for the intervals: its draw of the seeds when there are several, else
+    its training repeat.
+
+    A draw's repeats share its seeds, so they are not independent of each other: the spread
+    that matters for an effect of the seeds is between draws, and each draw's value is the
+    mean of its repeats (`by_repeat` averages them). The mean over K draws then has the
+    variance sigma_draw^2 / K + sigma_repeat^2 / (K R), which the K draw means estimate
+    without bias (on K - 1 degrees of freedom). A configuration that does not depend on the
+    seeds (fitz_only) has one draw, and its repeats are the units.
+    """
+    if "draw" in preds and preds["draw"].nunique() > 1:
+        return preds["draw"]
+    return preds["repeat"]
+
+
 def by_repeat(values: pd.Series, repeats: pd.Series, images: pd.Series | None = None) -> np.ndarray:
     """(R, n): each repeat's value for each image (images sorted; by position within a repeat without ids)."""
     if images is None:
@@ -39,7 +62,11 @@ def by_repeat(values: pd.Series, repeats: pd.Series, images: pd.Series | None = 
 
 
 def cell(
-    correct: pd.Series, z: float, repeats: pd.Series | None = None, images: pd.Series | None = None
+    correct: pd.Series,
+    z: float,
+    repeats: pd.Series | None = None,
+    images: pd.Series | None = None,
+    units: pd.Series | None = None,
 ) -> dict[str, float]:
     """Accuracy of a boolean series: pooled over repeats, with its spread, its interval and Wald and Wilson bounds.
 
@@ -48,7 +75,8 @@ def cell(
     crossed interval over repeats and images (`stats.crossed_interval`), which widens where the
     repeats disagree. Wald and Wilson on the pooled count over n images are the paper's kind of
     interval (images only), kept for comparison with it. `acc_mean`/`acc_sd` are the mean and SD
-    of the R per-repeat accuracies.
+    of the R per-repeat accuracies. ``repeats`` labels each prediction's training; ``units``, when
+    given, the independent units of the interval (the draws of the seeds, see `units`).
     """
     repeats = pd.Series(0, index=correct.index) if repeats is None else repeats
     per_repeat = correct.groupby(repeats).mean()
@@ -59,7 +87,7 @@ def cell(
     k = float(correct.sum()) / n_repeats
     wl, wh = wald(k, n, z)
     sl, sh = wilson(k, n, z)
-    crossed = crossed_interval(by_repeat(correct, repeats, images), z)
+    crossed = crossed_interval(by_repeat(correct, repeats if units is None else units, images), z)
     return {
         "acc": k / n,
         "n": round(n),
@@ -133,7 +161,7 @@ def net_benefit(rows: pd.DataFrame, classes: list[str], z: float) -> dict[str, f
     truth, counts = prediction_counts(rows, classes)
     point = class_scores(truth, counts, np.ones((1, len(truth))))
     boot = class_scores(truth, counts, bootstrap_weights(len(truth), BOOTSTRAP_DRAWS, BOOTSTRAP_SEED))
-    repeats, images = rows["repeat"], rows["md5hash"]
+    repeats, images = units(rows), rows["md5hash"]
     classes_of = rows.drop_duplicates("md5hash").set_index("md5hash")["label"].sort_index()
     bal = crossed_interval(by_repeat(rows["correct"] * balanced_weights(rows), repeats, images), z, strata=classes_of)
     out: dict[str, float] = {"bal_acc": float(point["bal_acc"][0]), "bal_acc_low": bal["low"]}
@@ -150,22 +178,25 @@ def net_benefit(rows: pd.DataFrame, classes: list[str], z: float) -> dict[str, f
 def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
     """Flat metrics: val overall; per test group overall, net benefit and per condition (spillover).
 
-    ``predictions`` may hold several repeats (column `repeat`); each cell then pools them.
+    ``predictions`` may hold several repeats (column `repeat`) and draws of the seeds (column
+    `draw`); each cell then pools them, and its interval's units are the draws (`units`).
     """
     if "repeat" not in predictions:
         predictions = predictions.assign(repeat=0)
+    predictions = predictions.assign(training=trainings(predictions), unit=units(predictions))
     metrics: dict[str, float] = {}
     val = predictions[predictions["split"] == "val"]
-    metrics.update({f"val/{k}": v for k, v in cell(val["correct"], z, val["repeat"], val["md5hash"]).items()})
+    scored = cell(val["correct"], z, val["training"], val["md5hash"], val["unit"])
+    metrics.update({f"val/{k}": v for k, v in scored.items()})
     test = predictions[predictions["split"] == "test"]
     classes = sorted(set(predictions["label"]) | set(predictions["pred"]))
     for group, rows in test.groupby("group", sort=True):
-        scored = cell(rows["correct"], z, rows["repeat"], rows["md5hash"])
+        scored = cell(rows["correct"], z, rows["training"], rows["md5hash"], rows["unit"])
         metrics.update({f"test/{group}/{k}": v for k, v in scored.items()})
         metrics.update({f"test/{group}/{k}": v for k, v in net_benefit(rows, classes, z).items()})
         for label, block in rows.groupby("label", sort=True):
             prefix = f"test/{group}/{slug(label)}"
-            scored = cell(block["correct"], z, block["repeat"], block["md5hash"])
+            scored = cell(block["correct"], z, block["training"], block["md5hash"], block["unit"])
             metrics.update({f"{prefix}/{k}": v for k, v in scored.items()})
     return metrics
 
@@ -173,11 +204,12 @@ def run_metrics(predictions: pd.DataFrame, z: float) -> dict[str, float]:
 def fairness(predictions: pd.DataFrame) -> dict[str, float]:
     """Fairness across the FST groups a run is scored on (validation group and both test groups).
 
-    Computed per repeat and summarised as mean (`fair/<key>`) and SD (`fair/<key>_sd`). The
-    validation group also chose the epoch, so its accuracy is slightly optimistic: the gap is
-    an upper bound on the true one when the validation group is the best one.
+    Computed per training (repeat, and draw of the seeds) and summarised as mean (`fair/<key>`)
+    and SD (`fair/<key>_sd`). The validation group also chose the epoch, so its accuracy is
+    slightly optimistic: the gap is an upper bound on the true one when the validation group is
+    the best one.
     """
-    per_repeat = [fairness_metrics(rows, "group") for _, rows in predictions.groupby("repeat", sort=True)]
+    per_repeat = [fairness_metrics(rows, "group") for _, rows in predictions.groupby(trainings(predictions), sort=True)]
     return {f"fair/{k}": v for k, v in summarise_repeats(per_repeat).items()}
 
 
@@ -197,7 +229,7 @@ def signal(predictions: pd.DataFrame, far_group: str, z: float) -> dict[str, flo
     far_rows = predictions[(predictions["split"] == "test") & (predictions["group"] == far_group)]
     tables, strata = [], []
     for rows in (near_rows, far_rows):
-        tables.append(by_repeat(rows["correct"] * balanced_weights(rows), rows["repeat"], rows["md5hash"]))
+        tables.append(by_repeat(rows["correct"] * balanced_weights(rows), units(rows), rows["md5hash"]))
         strata.append(rows.drop_duplicates("md5hash").set_index("md5hash")["label"].sort_index())
     gap = crossed_gap(tables[0], tables[1], z, *strata)
     near, far = float(tables[0].mean()), float(tables[1].mean())

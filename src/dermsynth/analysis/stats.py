@@ -171,7 +171,11 @@ def image_variance(per_image: ArrayLike, strata: ArrayLike | None = None) -> flo
 
 
 def crossed_interval(
-    arm: ArrayLike, z: float, reference: ArrayLike | None = None, strata: ArrayLike | None = None
+    arm: ArrayLike,
+    z: float,
+    reference: ArrayLike | None = None,
+    strata: ArrayLike | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> dict[str, float]:
     """Estimate, SD and interval of a mean over training repeats and test images, or of a paired difference.
 
@@ -187,7 +191,8 @@ def crossed_interval(
     repeats that disagree gets the wide interval it deserves; a z of 1.96 gives 95%. `p` is the
     two-sided t-test of a zero mean (difference). With ``strata`` (n,), e.g. each image's class
     when the class counts are fixed by design as in balanced accuracy, the images' part is the
-    stratified one: only the spread within each stratum counts.
+    stratified one: only the spread within each stratum counts. ``bounds`` clip the interval
+    (default [0, 1] for a mean, [-1, 1] for a difference; pass [-1, 1] for a table of differences).
 
     Chosen over a two-level bootstrap: with 5 repeats the bootstrap's percentile interval
     under-covers whenever the repeats disagree (it resamples 5 values as if they were many).
@@ -202,7 +207,8 @@ def crossed_interval(
         return {"estimate": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "df": math.nan, "p": math.nan}
     per_image = arms[0].mean(0) - (arms[1].mean(0) if len(arms) > 1 else 0.0)
     components = _image_parts(per_image, strata) + [(_repeat_part(m), m.shape[0] - 1) for m in arms]
-    bounds = (-1.0, 1.0) if reference is not None else (0.0, 1.0)
+    if bounds is None:
+        bounds = (-1.0, 1.0) if reference is not None else (0.0, 1.0)
     return _t_interval(float(per_image.mean()), components, z, bounds)
 
 

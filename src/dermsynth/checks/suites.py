@@ -117,14 +117,17 @@ def split_rules(seed_md5: list[str]) -> list[Rule]:
 
     return [
         Rule(
-            "an image has one role per direction (train, validation, test and seeds are disjoint)",
+            "an image has one role per direction and draw (train, validation, test and seeds are disjoint)",
             gxe.ExpectColumnValuesToBeUnique(column="direction_md5"),
         ),
         Rule(
             "each role draws from its FST group (validation only from the training group)",
             gxe.ExpectColumnValuesToBeInSet(column="group_ok", value_set=[True]),
         ),
-        Rule("no seed is in any test set", gxe.ExpectColumnValuesToNotBeInSet(column="test_md5", value_set=seed_md5)),
+        Rule(
+            "no seed of any draw is in any test set",
+            gxe.ExpectColumnValuesToNotBeInSet(column="test_md5", value_set=seed_md5),
+        ),
     ]
 
 
@@ -135,7 +138,9 @@ def expected_groups(direction: str, role: str) -> tuple[str, ...]:
 
 def splits_frame(splits: pd.DataFrame) -> pd.DataFrame:
     frame = splits[["direction", "role", "md5hash", "group"]].copy()
-    frame["direction_md5"] = frame["direction"] + "/" + frame["md5hash"]
+    # one role per image within each draw of the seeds: a seed may be drawn again by another draw
+    draw = splits["draw"].fillna("").astype(str) if "draw" in splits else ""
+    frame["direction_md5"] = frame["direction"] + "/" + frame["md5hash"] + "/" + draw
     frame["group_ok"] = [
         g in expected_groups(d, r) for d, r, g in zip(frame["direction"], frame["role"], frame["group"], strict=True)
     ]

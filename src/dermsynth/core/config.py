@@ -53,6 +53,7 @@ class Split:
     seeds_per_group: int
     val_fraction: float
     seed_conditions: str  # augmented: generate.conditions only (the paper) | all: every condition
+    seed_draws: int  # independent draws of the seeds; the seed arms train once per draw
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,8 @@ class Params:
         seeded = self.prepare.conditions if self.split.seed_conditions == "all" else self.generate.conditions
         if "tone_control" in self.train.arms and len(seeded) < 2:
             problems.append("train.arms: tone_control needs seeds of at least two conditions (generate.conditions)")
+        if self.split.seed_draws < 1:
+            problems.append("split.seed_draws must be at least 1")
         if not 0 < self.split.val_fraction < 1:
             problems.append("split.val_fraction must be in (0, 1)")
         if self.dataset.missing_images not in ("error", "drop"):

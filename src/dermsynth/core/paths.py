@@ -122,3 +122,8 @@ def trained_as(params: Params, direction: str, condition: str, arm: str, dose: i
 
 def run_dir(run: str) -> Path:
     return MODELS / run
+
+
+def head_name(draw: int, repeat: int) -> str:
+    """A trained head's file in models/<run>/: draw 0 keeps the single-draw name, which registry and serving read."""
+    return f"head_r{repeat}.pt" if draw == 0 else f"head_d{draw}_r{repeat}.pt"

@@ -64,7 +64,7 @@ def init(seeds: pd.DataFrame, images: Path, path: Path) -> tuple[pd.DataFrame, i
     existing = read(path)
     known = set(existing["md5hash"])
     added = []
-    for _, seed in seeds[~seeds["md5hash"].isin(known)].iterrows():
+    for _, seed in seeds[~seeds["md5hash"].isin(known)].drop_duplicates("md5hash").iterrows():
         width, height = files.load_rgb(paths.image_file(images, seed["md5hash"])).size
         added.append(default_row(seed, width, height))
     table = pd.concat([existing, pd.DataFrame(added, columns=COLUMNS)], ignore_index=True)

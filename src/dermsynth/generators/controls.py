@@ -52,7 +52,8 @@ def oracle_maker(chosen: pd.DataFrame, params: Params) -> Callable:
             f"generate.generator: oracle draws new lesions from the embedded simulator, so it exists only for "
             f"dataset.root {paths.EMBEDDED} (not {params.dataset.root}): real images have no process to draw from"
         )
-    fst = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str}).set_index("md5hash")["fitzpatrick_scale"]
+    table = pd.read_csv(paths.SEEDS_TABLE, dtype={"md5hash": str}).drop_duplicates("md5hash")  # one row per image
+    fst = table.set_index("md5hash")["fitzpatrick_scale"]
     seeds = {row.md5hash: (row.label, int(fst[row.md5hash])) for row in chosen.itertuples()}
     difficulty = Difficulty.of(params.embedded)  # the process the seed's test group was drawn from
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dermsynth.cohort.splits import of_draw
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
@@ -88,6 +89,7 @@ def synthetic_images(
     what is missing.
     """
     synth = curated[(curated["label"] == label) & (curated["seed_group"] == group)]
+    synth = synth[synth["seed_md5hash"].isin(set(seeds["md5hash"]))]  # this draw's seeds' images only
     synth = synth.sort_values(["rank", "seed_md5hash"])  # round-robin over seeds: a dose spreads over all of them
     counts = synth.groupby("seed_md5hash").size()
     short = [f"{md5} {int(counts.get(md5, 0))} of {keep}" for md5 in seeds["md5hash"] if counts.get(md5, 0) < keep]
@@ -137,11 +139,18 @@ class RunData:
 
 
 def load_run_data(
-    params: Params, direction: str, condition: str | None, arm: str, dose: int | None, feats: FeatureStore
+    params: Params,
+    direction: str,
+    condition: str | None,
+    arm: str,
+    dose: int | None,
+    feats: FeatureStore,
+    draw: int = 0,
 ) -> RunData:
-    """Training and validation tensors of one configuration (tuning uses this too: no test row is read)."""
+    """Training and validation tensors of one configuration and draw of the seeds (tuning uses this too, draw 0:
+    no test row is read)."""
     classes = load_conditions()
-    splits = pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False)
+    splits = of_draw(pd.read_csv(paths.SPLITS_TABLE, dtype=str, keep_default_na=False), draw)
     splits = splits[splits["role"] != "test"]
     curated = pd.read_csv(paths.CURATED / paths.MANIFEST_NAME, dtype={"seed_md5hash": str})
     train = training_set(splits, curated, direction, condition, arm, dose, params.curate.keep)
