@@ -17,7 +17,6 @@ import yaml
 from .conftest import REPO, project_copy, run_ok, shrink, tool_env
 from .fake_openai import CANARY, Action, FakeOpenAI, error
 
-
 CANDIDATES = 4  # 4 seeds (2 per group) x 4 candidates = 16 planned requests
 
 

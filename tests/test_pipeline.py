@@ -102,7 +102,10 @@ def test_study_tables_are_complete(study: Path):
         *(f"gain/light_to_dark/{a}/{c}" for a in ("seed", "synthetic_and_seed", "synthetic_vs_seed")
           for c in ("psoriasis", "pooled")),
     }  # fmt: skip
-    assert all(len(e["repeats"]) == 2 and e["image_var"] >= 0 and e["n"] > 0 for e in gated.values())
+    # one value per training: 2 repeats of fitz_only, 3 draws x 2 repeats of a seed arm
+    assert all(len(e["repeats"]) == len(e["draws"]) for e in gated.values())
+    assert {len(e["repeats"]) for e in gated.values()} == {2, 6}
+    assert all(e["image_var"] >= 0 and e["n"] > 0 for e in gated.values())
     fingerprint = {k: gated[f"bal_acc/light_to_dark/{k}"]["images"] for k in ("fitz_only/far", "seed/psoriasis/far")}
     assert fingerprint["fitz_only/far"] == fingerprint["seed/psoriasis/far"]  # one far group: the same images
     assert fingerprint["fitz_only/far"] != gated["bal_acc/light_to_dark/fitz_only/near"]["images"]
@@ -116,7 +119,7 @@ def test_study_tables_are_complete(study: Path):
     trends = pd.read_csv(study / "reports/tables/dose_trend.csv")
     assert len(trends) == 2
     assert (trends["clusters"] == tests["n"].iloc[:2].to_numpy()).all()  # one cluster per test image
-    assert (trends["n"] == trends["clusters"] * 3 * 2).all()  # doses 0, 2 and 4, 2 repeats
+    assert (trends["n"] == trends["clusters"] * 3 * 2 * 3).all()  # doses 0, 2 and 4, 2 repeats, 3 draws
     fairness = pd.read_csv(study / "reports/tables/fairness.csv")
     assert {"acc I-II", "acc III-IV", "acc V-VI", "pqd", "dpm", "eom", "ece"} <= set(fairness.columns)
     assert (fairness["acc_gap"] >= 0).all()
@@ -150,7 +153,8 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     assert trainings == [(d, r) for d in ("0", "1", "2") for r in ("0", "1")]
     assert {r.data.tags["train_seed"] for r in repeats} == {"0", "1"}
     assert run.data.tags["draw"] == "all"
-    reference = client.search_runs([experiment], "tags.configuration = 'light_to_dark-psoriasis-fitz_only'")[0]
+    query = "tags.configuration = 'light_to_dark-psoriasis-fitz_only' and tags.repeat = 'all'"
+    (reference,) = client.search_runs([experiment], query)
     once = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{reference.info.run_id}'")
     assert sorted(r.data.tags["draw"] for r in once) == ["0", "0"]  # fitz_only sees no seed: trained once
 
@@ -170,7 +174,8 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
 def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
     db = study / "mlflow.db"
     before = store_contents(db)
-    assert len(before) == 1 + 5 + 5 * 2  # the grid, 3 arms + 2 dose levels, 2 repeats each
+    # the grid, 3 arms + 2 dose levels, 2 repeats each: fitz_only once, the others in each of 3 draws of the seeds
+    assert len(before) == 1 + 5 + 2 + 4 * 3 * 2
     for _ in range(2):
         out = run_ok([sys.executable, "-m", "dermsynth", "track"], study, store_env(study))
         assert "0 configuration runs added, 5 already there" in out

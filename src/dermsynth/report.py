@@ -110,6 +110,19 @@ def read_table(name: str) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def draws_note(params: Params) -> str:
+    """How the seeds were drawn: once (the paper), or K times with every seed arm trained per draw."""
+    k = params.split.seed_draws
+    if k == 1:
+        return ", on one draw of the seeds"
+    return (
+        f" in each of {k} independent draws of the seeds (`split.seed_draws`; `fitz_only`, which sees no seed, once); "
+        "every draw is scored on the same test images, which leave out the seeds of all draws, and where there are "
+        "several draws the intervals' units are the draws (each the mean of its repeats), so they include what the "
+        "choice of seeds does"
+    )
+
+
 def render(params: Params) -> str:
     prepared = pd.read_csv(paths.PREPARED_TABLE, dtype=str, keep_default_na=False)
     selection = files.read_json(paths.PREPARED_CONDITIONS)
@@ -141,7 +154,8 @@ def render(params: Params) -> str:
         + (f" ({info['note']})." if info["note"] else "."),
         "",
         f"Every configuration is trained {params.train.repeats} times (training seeds {params.train.seed}"
-        f"-{params.train.seed + params.train.repeats - 1}). Cells: accuracy on the test images of the given FST "
+        f"-{params.train.seed + params.train.repeats - 1}){draws_note(params)}. Cells: accuracy on the test images of "
+        "the given FST "
         f"group, pooled over repeats, with its {level} interval over both training repeats and test images (crossed "
         "random factors, Student's t with Satterthwaite's degrees of freedom; docs/statistics.md): it widens where "
         "the repeats disagree. The arms table also gives the paper's kind of interval, Wilson and Wald on the N "

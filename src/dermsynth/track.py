@@ -157,7 +157,8 @@ def configuration_tags(params: Params, run: dict, info: dict, training: dict) ->
 def log_configuration(
     params: Params, experiment: str, run: dict, fingerprint: str, flat: dict, info: dict, inputs: list
 ) -> str:
-    """One configuration run (pooled metrics, inputs, artifacts) with a nested run per repeat; inside an active run."""
+    """One configuration run (pooled metrics, inputs, artifacts) with a nested run per training (draw of the seeds
+    and repeat, tagged with both); inside an active run."""
     import mlflow
 
     name = run["name"]

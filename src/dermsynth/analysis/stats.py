@@ -132,20 +132,43 @@ def _repeat_part(z: np.ndarray) -> float:
     return max(0.0, ms_repeat - _ms_residual(z)) / (n * r)
 
 
+TRAINING_SHARE = 0.1  # above this share of the variance, the trainings' own degrees of freedom set the t quantile
+
+
+def _satterthwaite(components: list[tuple[float, int]]) -> float:
+    variance = sum(v for v, _ in components)
+    return variance**2 / sum(v**2 / d for v, d in components if v > 0)
+
+
 def _t_interval(
-    estimate: float, components: list[tuple[float, int]], z: float, bounds: tuple[float, float]
+    estimate: float,
+    components: list[tuple[float, int]],
+    z: float,
+    bounds: tuple[float, float],
+    trainings: list[tuple[float, int]] | None = None,
 ) -> dict[str, float]:
-    """Student's t interval and two-sided p from variance components (variance, df), Satterthwaite's df.
+    """Student's t interval and two-sided p from variance components (variance, df).
+
+    ``components`` are the images' parts, ``trainings`` the training units' (repeats, or draws of
+    the seeds). The degrees of freedom are Satterthwaite's over all of them, except where the
+    trainings carry more than `TRAINING_SHARE` of the variance: then theirs alone. Satterthwaite's
+    df are computed from estimated variances, and a training part estimated on 2-4 df that
+    happens to come out small pulls them up toward the images' hundreds: with 3 draws of the
+    seeds that interval covered 88% in simulation (tests/test_stats.py). The trainings' own df
+    cover 94-98% in the same simulations, and leave cells where the images dominate as they were.
 
     The interval is clipped to ``bounds``, the values the quantity can take: with two repeats
     that disagree the t quantile is large (12.7 at one df) and the raw interval of a share can
     reach below 0, which no reader can use. The p-value is not affected.
     """
+    trainings = trainings or []
+    components = components + trainings
     variance = sum(v for v, _ in components)
     if variance <= 0:  # every image and repeat agrees: no spread to test against
         p = 1.0 if estimate == 0 else 0.0
         return {"estimate": estimate, "sd": 0.0, "low": estimate, "high": estimate, "df": math.inf, "p": p}
-    df = variance**2 / sum(v**2 / d for v, d in components if v > 0)
+    trained = sum(v for v, _ in trainings)
+    df = _satterthwaite(trainings) if trained > TRAINING_SHARE * variance else _satterthwaite(components)
     sd = math.sqrt(variance)
     half = float(sps.t.ppf(sps.norm.cdf(z), df)) * sd
     p = float(2 * sps.t.sf(abs(estimate) / sd, df))  # two-sided, H0: the mean (difference) is 0
@@ -187,8 +210,9 @@ def crossed_interval(
     (MS_repeat - MS_residual)/(nR) (sigma_b^2/R). With ``reference`` (R', n) on the same images,
     trained independently, the estimate is the difference arm - reference: the images are
     paired (their per-image difference carries the image part), each arm's repeats add their own.
-    The interval is Student's t with Satterthwaite's degrees of freedom, so a study with few
-    repeats that disagree gets the wide interval it deserves; a z of 1.96 gives 95%. `p` is the
+    The interval is Student's t with Satterthwaite's degrees of freedom (the trainings' own where
+    they carry more than a tenth of the variance: `_t_interval`), so a study with few repeats
+    that disagree gets the wide interval it deserves; a z of 1.96 gives 95%. `p` is the
     two-sided t-test of a zero mean (difference). With ``strata`` (n,), e.g. each image's class
     when the class counts are fixed by design as in balanced accuracy, the images' part is the
     stratified one: only the spread within each stratum counts. ``bounds`` clip the interval
@@ -206,10 +230,10 @@ def crossed_interval(
     if n == 0:
         return {"estimate": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "df": math.nan, "p": math.nan}
     per_image = arms[0].mean(0) - (arms[1].mean(0) if len(arms) > 1 else 0.0)
-    components = _image_parts(per_image, strata) + [(_repeat_part(m), m.shape[0] - 1) for m in arms]
+    trainings = [(_repeat_part(m), m.shape[0] - 1) for m in arms if m.shape[0] > 1]
     if bounds is None:
         bounds = (-1.0, 1.0) if reference is not None else (0.0, 1.0)
-    return _t_interval(float(per_image.mean()), components, z, bounds)
+    return _t_interval(float(per_image.mean()), _image_parts(per_image, strata), z, bounds, trainings)
 
 
 def crossed_gap(
@@ -227,11 +251,12 @@ def crossed_gap(
         raise ValueError(f"the two image sets were scored by different repeats: {a.shape[0]} vs {b.shape[0]}")
     components = _image_parts(a.mean(0), near_strata) + _image_parts(b.mean(0), far_strata)
     r = a.shape[0]
+    trainings = []
     if r > 1:
         gaps = a.mean(1) - b.mean(1)
         noise = _ms_residual(a) / a.shape[1] + _ms_residual(b) / b.shape[1]
-        components.append((max(0.0, float(gaps.var(ddof=1)) - noise) / r, r - 1))
-    return _t_interval(float(a.mean() - b.mean()), components, z, (-1.0, 1.0))
+        trainings.append((max(0.0, float(gaps.var(ddof=1)) - noise) / r, r - 1))
+    return _t_interval(float(a.mean() - b.mean()), components, z, (-1.0, 1.0), trainings)
 
 
 def weighted_auc(scores: ArrayLike, positive: ArrayLike, weights: np.ndarray) -> np.ndarray:

@@ -34,8 +34,8 @@ def chance_line(ax: object, chance: float) -> None:
 
 
 ARMS_ROWS = (  # (value column, interval columns, y label): the gain on top, its cost over the whole group below
-    ("acc", ("ci_low", "ci_high"), "condition accuracy\n({level} CI, repeats x images)"),
-    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n({level} CI, repeats x images)"),
+    ("acc", ("ci_low", "ci_high"), "condition accuracy\n({level} CI, trainings x images)"),
+    ("bal_acc", ("bal_acc_low", "bal_acc_high"), "group balanced accuracy\n({level} CI, trainings x images)"),
 )
 
 
@@ -96,7 +96,7 @@ def dose_figure(dose: pd.DataFrame, chance: float, level: str) -> None:
         ax.set_title(f"test {group}", fontsize=9)
         ax.set_ylim(0, 1)
         chance_line(ax, chance)
-    axes[0][0].set_ylabel(f"pooled accuracy ({level} CI, repeats x images)")
+    axes[0][0].set_ylabel(f"pooled accuracy ({level} CI, trainings x images)")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths.FIGURES / "dose_response.png", dpi=110)

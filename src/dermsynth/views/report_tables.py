@@ -14,7 +14,7 @@ FST_ORDER = ["1", "2", "3", "4", "5", "6"]
 
 
 def fmt_cell(row: pd.Series) -> str:
-    """Pooled accuracy over repeats with its interval (repeats x images) and N (the compact form of wide tables)."""
+    """Pooled accuracy over repeats with its interval (trainings x images) and N (the compact form of wide tables)."""
     if pd.isna(row.get("acc")):
         return "n/a"
     return f"{row['acc']:.3f} ({row['ci_low']:.3f}-{row['ci_high']:.3f}) N={int(row['n'])}"
@@ -54,7 +54,7 @@ def arms_table(arms: pd.DataFrame, level: str) -> str:
                 f"{m:.3f} ({s:.3f})" for m, s in zip(arms["acc_mean"], arms["acc_sd"], strict=True)
             ],
             "pooled": arms["acc"].map("{:.3f}".format),
-            f"{level} (repeats x images)": [
+            f"{level} (trainings x images)": [
                 f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["ci_low"], arms["ci_high"], strict=True)
             ],
             f"Wilson {level} (images only)": [
