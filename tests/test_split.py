@@ -103,3 +103,26 @@ def test_unusable_rows_are_left_to_validate(params):
     )
     rows = splits.study_rows(prepared, params.prepare.conditions)
     assert list(rows["md5hash"]) == ["b" * 32]
+
+
+def test_the_dry_run_prices_each_draw_of_the_seeds_once_per_new_seed_image(params):
+    """A seed drawn again by a later draw is not made or paid again: each draw costs its new seeds' images."""
+    from dermsynth.generate import draw_plan
+    from dermsynth.generators.openai_budget import price
+
+    cfg = dataclasses.replace(params.generate, generator="openai", candidates=4, conditions=["psoriasis"])
+    paid = dataclasses.replace(params, generate=cfg)
+    seeds = pd.DataFrame(
+        {
+            "md5hash": ["a", "b", "a", "c", "d", "e"],
+            "label": ["psoriasis"] * 4 + ["folliculitis"] * 2,  # not augmented: never generated
+            "draw": [0, 0, 1, 1, 0, 1],
+        }
+    )
+    each = price(cfg.openai.model, cfg.openai.quality, cfg.openai.size)
+    assert draw_plan(seeds, paid) == [
+        f"draw 0: 2 seeds, 2 new: 8 images, ${8 * each:.2f}",
+        f"draw 1: 2 seeds, 1 new: 4 images, ${4 * each:.2f}",
+    ]
+    offline = dataclasses.replace(paid, generate=dataclasses.replace(cfg, generator="tone_transfer"))
+    assert draw_plan(seeds, offline)[1] == "draw 1: 2 seeds, 1 new: 4 images"  # offline generators cost nothing

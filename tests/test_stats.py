@@ -294,3 +294,19 @@ def test_with_draws_of_the_seeds_the_interval_takes_the_draws_as_units():
     # measured: 0.957 with the draws as units, 0.647 with the 15 trainings as independent repeats
     assert 0.90 <= covered / tables <= 0.99
     assert naive / tables < 0.8
+
+
+def test_two_arms_on_the_same_draws_pair_by_draw():
+    """synthetic_and_seed and seed share each draw's seeds: what a draw does to both cancels in their difference."""
+    from dermsynth.analysis.compare import paired_difference
+
+    rng = np.random.default_rng(5)
+    draw_effect = np.array([[-0.3], [0.0], [0.3]])  # each draw's seeds move both arms alike
+    images = rng.random((1, 60))
+    reference = pd.DataFrame(np.clip(images + draw_effect, 0, 1)).rename_axis("draw")
+    arm = pd.DataFrame(np.clip(images + draw_effect + 0.05 + rng.normal(0, 0.01, (3, 60)), 0, 1)).rename_axis("draw")
+    paired = paired_difference(reference, arm, "two arms", Z)
+    unpaired = paired_difference(reference.rename_axis("repeat"), arm.rename_axis("repeat"), "two arms", Z)
+    assert paired["estimate"] == pytest.approx(unpaired["estimate"])
+    assert paired["high"] - paired["low"] < (unpaired["high"] - unpaired["low"]) / 5
+    assert paired["low"] > 0  # the gain is seen once the draws' shared effect is paired out
