@@ -14,7 +14,8 @@ save their minutes), then `dermsynth gate --baseline reports/baseline-ci.json` a
   the epochs are a parameter override). The share that fail is each plant's detection rate
   (goal: 80% or more).
 
-Every run's train.seed is distinct, so DVC's run cache can never hand one run another's results.
+Every run's train.seed is distinct, 100 apart (a study trains seeds train.seed to train.seed + draws x
+repeats - 1), so no two runs share a training stream and DVC's run cache never hands one run another's results.
 Each run's estimands are appended to build/gate_calibration/<study>/runs.jsonl as it finishes (a
 run that broke is tried again on the next start). <study> hashes what makes the numbers (src/ but
 the gate, dvc.yaml, params.yaml, configs/, the CI baseline, the lock, the plants), not the gate:
@@ -78,7 +79,7 @@ def specs(null: int, per_plant: int, epochs: int) -> list[dict]:
     for _ in range(null + len(plants)):
         runs += [r for r in (next(n, None), next(n, None), next(p, None)) if r is not None]
     for k, run in enumerate(runs):  # every run its own training stream, also the planted ones
-        run["overrides"] = {"train.seed": 1000 + k, "split.seed": 2022, "features.precision": "float32",
+        run["overrides"] = {"train.seed": 1000 + 100 * k, "split.seed": 2022, "features.precision": "float32",
                             "train.epochs": epochs, **run["overrides"]}  # fmt: skip
     return runs
 

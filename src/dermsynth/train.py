@@ -27,7 +27,7 @@ from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.paths import full_dose, trained_as
-from dermsynth.core.study import DIRECTIONS
+from dermsynth.core.study import DIRECTIONS, training_seeds
 from dermsynth.model.fitting import best_epoch, mean_curve, predict, train_repeats
 from dermsynth.model.trainset import (
     FeatureStore,
@@ -73,7 +73,7 @@ def train_draw(
     scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])].drop_duplicates()
     cfg = params.train
     data = load_run_data(params, direction, condition, arm, dose, feats, draw)
-    seeds = [cfg.seed + r for r in range(cfg.repeats)]  # the same training seeds in every draw: draws pair
+    seeds = training_seeds(cfg.seed, cfg.repeats, draw)
     label = name if params.split.seed_draws == 1 or arm == "fitz_only" else f"{name} draw {draw}"
     frames, histories = [], []
     for r, (model, history) in enumerate(train_repeats(data, cfg, data.precision, seeds, label)):
