@@ -140,6 +140,7 @@ def render(params: Params) -> str:
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
     chance = 1 / len(selection["conditions"])
     level = confidence(params.evaluate.z)
+    last_seed = params.train.seed + params.train.repeats * params.split.seed_draws - 1  # core/study.training_seeds
     data_note = analysis.data_note(params.dataset.root, params.generate.generator)
     arms_figure(arms, chance, level)
     dose_figure(dose, chance, level)
@@ -153,9 +154,9 @@ def render(params: Params) -> str:
         f"Backbone: `{info['backbone']}`, weights `{info['weights']}`"
         + (f" ({info['note']})." if info["note"] else "."),
         "",
-        f"Every configuration is trained {params.train.repeats} times (training seeds {params.train.seed}"
-        f"-{params.train.seed + params.train.repeats - 1}){draws_note(params)}. Cells: accuracy on the test images of "
-        "the given FST "
+        f"Every configuration is trained {params.train.repeats} times{draws_note(params)}; each training has a "
+        f"training seed of its own ({params.train.seed}-{last_seed}). Cells: accuracy on the test images of the given "
+        "FST "
         f"group, pooled over repeats, with its {level} interval over both training repeats and test images (crossed "
         "random factors, Student's t with Satterthwaite's degrees of freedom; docs/statistics.md): it widens where "
         "the repeats disagree. The arms table also gives the paper's kind of interval, Wilson and Wald on the N "
