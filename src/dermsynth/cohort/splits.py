@@ -105,25 +105,12 @@ def make_splits(rows: pd.DataFrame, seeds: pd.DataFrame, cfg: Split, rng: np.ran
     return pd.concat(parts, ignore_index=True)[SPLIT_COLUMNS]
 
 
-def draws(splits: pd.DataFrame) -> list[int]:
-    """The draws of the seeds in a splits table (0 alone for a table written before draws existed)."""
-    if "draw" not in splits:
-        return [0]
-    found = sorted({int(d) for d in splits.loc[splits["role"] == "seed", "draw"] if str(d) != SHARED})
-    return found or [0]
-
-
 def of_draw(splits: pd.DataFrame, draw: int) -> pd.DataFrame:
     """One draw's split: the shared train, validation and test rows, and that draw's seeds only."""
     if "draw" not in splits:
         return splits
     keep = (splits["role"] != "seed") | (splits["draw"].astype(str) == str(draw))
     return splits[keep]
-
-
-def unique_images(splits: pd.DataFrame) -> pd.DataFrame:
-    """One row per (direction, role, image) whatever the draws: what reads images, not trainings, needs."""
-    return splits.drop_duplicates(["direction", "role", "md5hash"])
 
 
 def seeded_conditions(conditions: list[str], params: Params) -> list[str]:
