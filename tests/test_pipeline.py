@@ -102,9 +102,8 @@ def test_study_tables_are_complete(study: Path):
         *(f"gain/light_to_dark/{a}/{c}" for a in ("seed", "synthetic_and_seed", "synthetic_vs_seed")
           for c in ("psoriasis", "pooled")),
     }  # fmt: skip
-    # one value per training: 2 repeats of fitz_only, 3 draws x 2 repeats of a seed arm
-    assert all(len(e["repeats"]) == len(e["draws"]) for e in gated.values())
-    assert {len(e["repeats"]) for e in gated.values()} == {2, 6}
+    # one value per training: 3 draws x 2 repeats of a seed arm, 6 trainings of fitz_only in draw 0
+    assert all(len(e["repeats"]) == len(e["draws"]) == 6 for e in gated.values())
     assert all(e["image_var"] >= 0 and e["n"] > 0 for e in gated.values())
     fingerprint = {k: gated[f"bal_acc/light_to_dark/{k}"]["images"] for k in ("fitz_only/far", "seed/psoriasis/far")}
     assert fingerprint["fitz_only/far"] == fingerprint["seed/psoriasis/far"]  # one far group: the same images
@@ -156,7 +155,8 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
     query = "tags.configuration = 'light_to_dark-psoriasis-fitz_only' and tags.repeat = 'all'"
     (reference,) = client.search_runs([experiment], query)
     once = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{reference.info.run_id}'")
-    assert sorted(r.data.tags["draw"] for r in once) == ["0", "0"]  # fitz_only sees no seed: trained once
+    # fitz_only sees no seed: one draw of repeats x draws trainings, each with a seed arm training's seed
+    assert sorted((r.data.tags["draw"], r.data.tags["train_seed"]) for r in once) == [("0", str(s)) for s in range(6)]
 
     grids = client.search_runs([experiment], "tags.grid = 'study'")
     assert len(grids) == 1
@@ -174,8 +174,8 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
 def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
     db = study / "mlflow.db"
     before = store_contents(db)
-    # the grid, 3 arms + 2 dose levels, 2 repeats each: fitz_only once, the others in each of 3 draws of the seeds
-    assert len(before) == 1 + 5 + 2 + 4 * 3 * 2
+    # the grid, 3 arms + 2 dose levels, 6 trainings each (3 draws of the seeds x 2 repeats; fitz_only in one go)
+    assert len(before) == 1 + 5 + 5 * 3 * 2
     for _ in range(2):
         out = run_ok([sys.executable, "-m", "dermsynth", "track"], study, store_env(study))
         assert "0 configuration runs added, 5 already there" in out

@@ -116,7 +116,8 @@ def draws_note(params: Params) -> str:
     if k == 1:
         return ", on one draw of the seeds"
     return (
-        f" in each of {k} independent draws of the seeds (`split.seed_draws`; `fitz_only`, which sees no seed, once); "
+        f" in each of {k} independent draws of the seeds (`split.seed_draws`; `fitz_only`, which sees no seed, "
+        f"{k} x {params.train.repeats} times in one go, a reference for each training); "
         "every draw is scored on the same test images, which leave out the seeds of all draws, and where there are "
         "several draws the intervals' units are the draws (each the mean of its repeats), so they include what the "
         "choice of seeds does"
@@ -140,7 +141,7 @@ def render(params: Params) -> str:
     val = arms.drop_duplicates(["direction", "condition", "arm"]).groupby("direction")["val_acc"]
     chance = 1 / len(selection["conditions"])
     level = confidence(params.evaluate.z)
-    last_seed = params.train.seed + params.train.repeats * params.split.seed_draws - 1  # core/study.training_seeds
+    last_seed = params.train.seed + params.train.repeats * params.split.seed_draws - 1  # core/study.training_seed
     data_note = analysis.data_note(params.dataset.root, params.generate.generator)
     arms_figure(arms, chance, level)
     dose_figure(dose, chance, level)

@@ -28,7 +28,7 @@ from dermsynth.analysis.grid import first_configurations, planned_runs, test_met
 from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params, read_yaml
-from dermsynth.core.study import load_conditions, training_seeds
+from dermsynth.core.study import load_conditions, training_seed
 from dermsynth.views import tracking
 from dermsynth.views.figures import confusion_figure
 
@@ -179,7 +179,7 @@ def log_configuration(
         draws = training.get("draws") or [{"draw": 0, "histories": training["histories"]}]
         for d, r, history in ((e["draw"], r, h) for e in draws for r, h in enumerate(e["histories"])):
             label = f"r{r}" if len(draws) == 1 else f"d{d}-r{r}"
-            seed = training_seeds(params.train.seed, params.train.repeats, d)[r]
+            seed = training_seed(params.train.seed, params.train.repeats, d, r)
             child = {**tags, "draw": str(d), "repeat": str(r), "train_seed": str(seed)}
             child["fingerprint"] = f"{fingerprint}/{label}"
             with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-{label}", tags=child, nested=True) as rep:

@@ -27,7 +27,7 @@ from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.core.errors import DermsynthError
 from dermsynth.core.paths import full_dose, trained_as
-from dermsynth.core.study import DIRECTIONS, training_seeds
+from dermsynth.core.study import DIRECTIONS, training_seed
 from dermsynth.model.fitting import best_epoch, mean_curve, predict, train_repeats
 from dermsynth.model.trainset import (
     FeatureStore,
@@ -54,12 +54,18 @@ def group_accuracies(predictions: pd.DataFrame, direction: str) -> str:
 
 
 def draws_trained(params: Params, arm: str) -> list[int]:
-    """The draws of the seeds a configuration trains on: each draw for a seed arm, one training for fitz_only.
+    """The draws of the seeds a configuration trains on: each draw for a seed arm, draw 0 alone for fitz_only.
 
     fitz_only never sees a seed, and every draw is scored on the same test images (the test
-    sets leave out the seeds of all draws), so its one training is every draw's reference.
+    sets leave out the seeds of all draws), so its trainings are every draw's reference: it
+    trains repeats x draws times in draw 0 (`repeats_of`), one training per seed-arm training.
     """
     return [0] if arm == "fitz_only" else list(range(params.split.seed_draws))
+
+
+def repeats_of(params: Params, arm: str) -> int:
+    """Trainings per draw: train.repeats, or repeats x draws for fitz_only (see `draws_trained`)."""
+    return params.train.repeats * (params.split.seed_draws if arm == "fitz_only" else 1)
 
 
 def train_draw(
@@ -73,7 +79,7 @@ def train_draw(
     scored = splits[(splits["direction"] == direction) & splits["role"].isin(["val", "test"])].drop_duplicates()
     cfg = params.train
     data = load_run_data(params, direction, condition, arm, dose, feats, draw)
-    seeds = training_seeds(cfg.seed, cfg.repeats, draw)
+    seeds = [training_seed(cfg.seed, cfg.repeats, draw, r) for r in range(repeats_of(params, arm))]
     label = name if params.split.seed_draws == 1 or arm == "fitz_only" else f"{name} draw {draw}"
     frames, histories = [], []
     for r, (model, history) in enumerate(train_repeats(data, cfg, data.precision, seeds, label)):
@@ -105,7 +111,7 @@ def main(params: Params, direction: str, condition: str | None, arm: str, dose: 
     histories = [h for _, record in runs for h in record["histories"]]
     files.write_csv(paths.EPOCHS / f"{name}.csv", mean_curve(histories))
     print(
-        f"train {name}: n_train={first['n_train']} draws={len(runs)} repeats={params.train.repeats} "
+        f"train {name}: n_train={first['n_train']} draws={len(runs)} repeats={repeats_of(params, arm)} "
         f"best val acc {np.mean([best_epoch(h)['val_acc'] for h in histories]):.3f} (mean); "
         f"test accuracy {group_accuracies(predictions, direction)}"
     )

@@ -12,8 +12,8 @@ estimands that the study is about, per direction:
 - `gain/<direction>/synthetic_vs_seed/<condition>` and `/pooled`: `synthetic_and_seed`
   against `seed`, the study's central question.
 
-Each is stored as `repeats` (its value in each training, repeat r of one configuration beside
-repeat r of the other for a gain), `draws` (the draw of the seeds of each of those trainings:
+Each is stored as `repeats` (its value in each training; for a gain, each training beside the
+reference's training with the same training seed), `draws` (the draw of the seeds of each of those trainings:
 `split.seed_draws`), `image_var` (the images' part of the variance of its mean:
 `stats.crossed_interval`'s decomposition), `images` (a fingerprint of the test images it is
 measured on) and `seeds` (a fingerprint of the seeds its trainings drew; none for `fitz_only`,
@@ -99,12 +99,15 @@ def condition_table(preds: pd.DataFrame, group: str, label: str) -> pd.DataFrame
 def gain(arm: pd.DataFrame, reference: pd.DataFrame, group: str, label: str, seeds: str | None = None) -> dict:
     """The condition's accuracy on ``group``, arm minus reference, training by training, on the same images.
 
-    Repeat r of draw d beside the reference's repeat r of the same draw, or of its one training
-    when the reference has no draws (fitz_only is every draw's reference).
+    Repeat r of draw d beside the reference's repeat r of the same draw, or, when the reference
+    has no draws (fitz_only, every draw's reference, trains repeats x draws times in draw 0),
+    beside its training d x repeats + r: the one made with the same training seed.
     """
     a, b = condition_table(arm, group, label), condition_table(reference, group, label)
     if set(b.index.get_level_values("draw")) == {0} and set(a.index.get_level_values("draw")) != {0}:
-        b = b.droplevel("draw").reindex(a.index.get_level_values("repeat")).set_axis(a.index)
+        per_draw = int(a.index.get_level_values("repeat").max()) + 1
+        same_seed = [d * per_draw + r for d, r in a.index]
+        b = b.droplevel("draw").reindex(same_seed).set_axis(a.index)
     if not a.columns.equals(b.columns) or not a.index.equals(b.index):
         raise UnpairedPredictions(f"the gain in {label} at {group}: two configurations")
     return estimand(a - b, seeds=seeds)

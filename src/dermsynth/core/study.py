@@ -98,14 +98,16 @@ def load_conditions() -> list[str]:
     return list(files.read_json(paths.PREPARED_CONDITIONS)["conditions"])
 
 
-def training_seeds(seed: int, repeats: int, draw: int) -> list[int]:
-    """The training seeds of one draw's repeats: seed + draw x repeats + r, so that no two trainings share a stream.
+def training_seed(seed: int, repeats: int, draw: int, repeat: int) -> int:
+    """Repeat ``repeat`` of draw ``draw`` trains with seed + draw x repeats + repeat: no two trainings share one.
 
-    With the same training seeds in every draw, repeat r of each draw starts from the same head
-    and draws the same sampler and dropout streams; its training sets differ by a few seeds, so
-    its repeats move together across draws. The draws' means then share that movement, and
-    neither their spread nor the repeats' measures it: the first null run of the gate's
-    calibration with shared seeds failed on a pooled gain that moved 0.18 with `train.seed`.
-    Draw 0 keeps the seeds of a single draw.
+    With the same training seeds in every draw, repeat r of each draw started from the same head
+    and drew the same sampler and dropout streams; its training sets differ by a few seeds, so
+    its repeats moved together across draws, and neither their spread nor the draws' measured
+    it (the gate calibration's first null run failed on a pooled gain that moved 0.18 with
+    `train.seed`). Draw 0 keeps the seeds of a single draw. `fitz_only`, which no draw changes,
+    trains repeats x draws times in draw 0, so its training i has the seed of the seed arms'
+    training i (draw i // repeats, repeat i % repeats): a gain pairs each training with the
+    reference trained on the same stream.
     """
-    return [seed + draw * repeats + r for r in range(repeats)]
+    return seed + draw * repeats + repeat
