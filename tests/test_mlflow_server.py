@@ -86,7 +86,8 @@ def test_a_copy_restored_from_the_run_cache_logs_its_grid_to_a_tracking_server(s
         experiment = rest(url, "experiments/get-by-name?experiment_name=dermsynth")["experiment"]["experiment_id"]
         search = {"experiment_ids": [experiment], "filter": "tags.arm = 'fitz_only'", "max_results": 1000}
         runs = rest(url, "runs/search", search)["runs"]
-        assert len(runs) == 1 + REPEATS  # the configuration run and one nested run per repeat
+        trainings = REPEATS * 3  # fitz_only trains repeats x draws of the seeds (3) times in one go
+        assert len(runs) == 1 + trainings  # the configuration run and one nested run per training
         by_repeat = {}
         for run in runs:
             tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
@@ -95,10 +96,10 @@ def test_a_copy_restored_from_the_run_cache_logs_its_grid_to_a_tracking_server(s
                 tags,
                 {m["key"]: m["value"] for m in run["data"]["metrics"]},
             )
-        assert set(by_repeat) == {"all", *map(str, range(REPEATS))}
+        assert set(by_repeat) == {"all", *map(str, range(trainings))}
         parent, tags, metrics = by_repeat["all"]
         check_run("light_to_dark-psoriasis-fitz_only", tags, metrics, expected)
-        assert all(by_repeat[str(r)][1]["mlflow.parentRunId"] == parent for r in range(REPEATS))
+        assert all(by_repeat[str(r)][1]["mlflow.parentRunId"] == parent for r in range(trainings))
 
         from mlflow import MlflowClient
 
@@ -109,7 +110,11 @@ def test_a_copy_restored_from_the_run_cache_logs_its_grid_to_a_tracking_server(s
         for run in configurations:
             check_run(run.info.run_name, run.data.tags, run.data.metrics, expected)
             children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-            assert sorted(c.data.tags["repeat"] for c in children) == [str(r) for r in range(REPEATS)]
+            trained = sorted((c.data.tags["draw"], c.data.tags["repeat"]) for c in children)
+            if run.data.tags["arm"] == "fitz_only":  # repeats x draws trainings in one go
+                assert trained == sorted(("0", str(i)) for i in range(REPEATS * 3))
+            else:  # a nested run per draw of the seeds and repeat
+                assert trained == [(str(d), str(r)) for d in range(3) for r in range(REPEATS)]
             assert {"confusion_matrix.png", "predictions.csv"} <= {
                 a.path for a in client.list_artifacts(run.info.run_id)
             }

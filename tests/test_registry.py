@@ -38,7 +38,8 @@ def champion_predictions(study: Path) -> pd.DataFrame:
     entry = json.loads((study / "reports/registry.json").read_text())["light_to_dark"]
     champion = entry["champion"]
     frame = pd.read_csv(study / "models" / champion / "predictions.csv", dtype={"md5hash": str})
-    chosen = frame[(frame["split"] == "test") & (frame["repeat"] == entry["served_repeats"][champion])]
+    served = (frame["repeat"] == entry["served_repeats"][champion]) & (frame["draw"] == 0)  # draw 0 is served
+    chosen = frame[(frame["split"] == "test") & served]
     return chosen.assign(path=[str(study / "build/embedded/images" / f"{h}.jpg") for h in chosen["md5hash"]])
 
 

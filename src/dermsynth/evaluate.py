@@ -229,7 +229,7 @@ def summary(rows: dict[str, list[dict]], central: pd.DataFrame, params: Params) 
     return out
 
 
-def across_draws(params: Params, direction: str, condition: str, arm: str) -> dict[str, float]:
+def across_draws(params: Params, direction: str, condition: str, arm: str) -> dict[str, float | None]:
     """An arm's change in condition accuracy at the far group in each draw of the seeds: its SD, lowest and highest.
 
     The pooled change (`d_acc`) is their mean; how far the draws spread says how much the
@@ -238,6 +238,9 @@ def across_draws(params: Params, direction: str, condition: str, arm: str) -> di
     far, label = DIRECTIONS[direction].seed_group, compare.label_for(condition)
     mine = compare.outcomes(compare.predictions(paths.trained_as(params, direction, condition, arm, None)), far, label)
     base = compare.outcomes(reference_predictions(params, direction), far, label)
+    keys = [f"{arm}/d_acc_draw_{k}" for k in ("sd", "min", "max")]
+    if mine.size == 0:  # no test image of the condition in the far group (a small real dataset): nothing to say
+        return dict.fromkeys(keys)
     per_draw = mine.to_numpy().mean(1) - base.to_numpy().mean()
     return {f"{arm}/d_acc_draw_sd": round(float(per_draw.std(ddof=1)), 4),
             f"{arm}/d_acc_draw_min": round(float(per_draw.min()), 4),

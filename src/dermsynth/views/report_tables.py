@@ -61,7 +61,7 @@ def arms_table(arms: pd.DataFrame, level: str) -> str:
                 f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wilson_low"], arms["wilson_high"], strict=True)
             ],
             f"Wald {level}": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(arms["wald_low"], arms["wald_high"], strict=True)],
-            "N": arms["n"].astype(int),
+            "N": arms["n"].fillna(0).astype(int),  # 0: no test image of the condition in the group (tiny data)
             "p vs fitz_only": arms["p"].map(fmt_p),
             "Holm p": arms["p_holm"].map(fmt_p),
         }
