@@ -42,7 +42,7 @@ def test_generated_images_come_from_the_api_with_their_prompts(openai_study):
     assert set(requests["status"]) == {"ok"}
     assert requests["request_id"].notna().all()
     curated = pd.read_csv(root / "build/curated/manifest.csv")
-    assert len(curated) == 2 * 2 * 2  # keep 2 of 3 per seed
+    assert len(curated) == seeds["md5hash"].nunique() * 2  # keep 2 of 3 per seed image
     scores = pd.read_csv(root / "build/curated/scores.csv")
     # the fake server inverts every pixel; paste-back restores everything outside the mask
     assert (scores["change_outside_mask"] < 0.01).all()
@@ -60,8 +60,10 @@ def test_generator_and_model_are_named_in_the_report_and_mlflow(openai_study):
         filter_string="tags.generator = 'openai' and tags.model = 'gpt-image-2'",
     )
     kinds = sorted(r.data.tags.get("repeat", "grid") for r in runs)
-    # 3 arms + 2 doses (dose2 and the whole set), 2 repeats each, the grid
-    assert kinds == ["0"] * 5 + ["1"] * 5 + ["all"] * 5 + ["grid"]
+    # 3 arms + 2 doses (dose2 and the whole set), the grid; a nested run per training: repeats 0-1 in each of
+    # 3 draws of the seeds, fitz_only's 6 trainings in one go (repeats 0-5)
+    nested = [str(r) for r in range(6)] + ["0", "1"] * 3 * 4
+    assert kinds == sorted(nested + ["all"] * 5 + ["grid"])
 
 
 def test_the_api_key_is_written_nowhere(openai_study):
