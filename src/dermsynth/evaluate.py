@@ -250,7 +250,7 @@ def across_draws(params: Params, direction: str, condition: str, arm: str) -> di
 def reference_predictions(params: Params, direction: str) -> pd.DataFrame:
     """The predictions of a direction's fitz_only training (every condition's fitz_only shares it)."""
     name = paths.trained_as(params, direction, params.train.conditions[0], "fitz_only", None)
-    return pd.read_csv(paths.run_dir(name) / "predictions.csv", dtype={"md5hash": str})
+    return compare.predictions(name)  # read once: the paired tests and the draws' summary read it too
 
 
 def flag_runs(rows: dict[str, list[dict]]) -> None:
