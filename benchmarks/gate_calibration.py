@@ -23,9 +23,15 @@ the verdicts are the gate at HEAD applied to the stored estimands, so a change t
 judged on the runs already made, and the section is rewritten after each run. The benchmark takes
 hours on 2 cores; it resumes where it stopped and can be spread over sessions.
 
+A study's scratch clone keeps the commit it was cloned at, and every run of the study is made by it.
+`--study KEY` goes on with an earlier study's runs after HEAD has moved on, for a change shown not
+to alter the CI-scale numbers (docs/gate.md says which and how); the section then names the
+commit that made the runs and the one whose gate judged them.
+
     python benchmarks/gate_calibration.py                   # 20 null runs and 5 per plant
     python benchmarks/gate_calibration.py --hours 1         # start no run after an hour
     python benchmarks/gate_calibration.py --null 4 --per-plant 1
+    python benchmarks/gate_calibration.py --study e1bf89d32527   # go on with that study's runs
 """
 
 from __future__ import annotations
@@ -84,9 +90,9 @@ def specs(null: int, per_plant: int, epochs: int) -> list[dict]:
     return runs
 
 
-def commit() -> str:
+def commit(where: Path = ROOT) -> str:
     return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
     ).stdout.strip()
 
 
@@ -197,11 +203,14 @@ def reanalyse(work: Path, records: list[dict]) -> list[dict]:
 
 
 def summary(records: list[dict], sha: str) -> dict:
-    """Rates with Wilson intervals (95%) from the runs that reached a verdict; the goals beside them."""
+    """Rates with Wilson intervals (95%) from the runs that reached a verdict; the goals beside them.
+
+    ``sha``: the commit that made the runs (the study's scratch clone); the gate that judged them is HEAD's.
+    """
     judged = [r for r in records if r["failed"] is not None]
     nulls = [r for r in judged if r["kind"] == "null"]
     alarms = sum(r["failed"] > 0 for r in nulls)
-    out: dict = {"commit": sha, "scale": "configs/ci.yaml",
+    out: dict = {"commit": sha, "judged_by_gate_at": commit(), "scale": "configs/ci.yaml",
                  "baseline": "reports/baseline-ci.json", "goals": GOALS,
                  "null_runs": len(nulls), "false_alarms": alarms, "errors": len(records) - len(judged)}  # fmt: skip
     if nulls:
@@ -225,13 +234,13 @@ def summary(records: list[dict], sha: str) -> dict:
     return out
 
 
-def section(records: list[dict], sha: str, baseline: dict, params: config.Params) -> dict:
+def section(records: list[dict], sha: str, baseline: dict, params: config.Params, study: str) -> dict:
     """The summary, what the gate can detect at this scale, and what each plant moved (benchmarks/gate_power.py)."""
     judged = [r for r in records if r["failed"] is not None]
     default = json.loads((ROOT / paths.BASELINE).read_text())["estimands"]  # the default study's, for scale
     power = {"detectable": detectable(baseline, params), "detectable_default_study": detectable(default, params),
              "planted_effects": planted_effects(baseline, judged, params, SAME_IMAGES)}  # fmt: skip
-    return summary(records, sha) | {"study": study_key()} | power
+    return summary(records, sha) | {"study": study} | power
 
 
 def _mean_largest_drop(runs: list[dict]) -> float | None:
@@ -255,14 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-plant", type=int, default=5, help="runs per planted regression (default 5)")
     parser.add_argument("--hours", type=float, default=None, help="start no run after this many hours")
     parser.add_argument("--summary-only", action="store_true", help="no new run: rewrite the gate section")
+    parser.add_argument("--study", default=None, help="go on with this earlier study key's runs (default: HEAD's)")
     args = parser.parse_args(argv)
-    sha = commit()
-    folder = ROOT / paths.BUILD / "gate_calibration" / study_key()
+    study = args.study or study_key()
+    folder = ROOT / paths.BUILD / "gate_calibration" / study
+    if args.study and not (folder / "work").exists():
+        parser.error(f"no study {args.study} under {folder.parent}: its runs and scratch clone are needed")
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "runs.jsonl"
     records = latest([json.loads(line) for line in log.read_text().splitlines()] if log.exists() else [])
     done = {r["name"] for r in records if r["failed"] is not None}  # a run that broke is tried again
     work, begin = scratch(folder), time.monotonic()
+    sha = commit(work)
     epochs = int(yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["epochs"])
     todo = [s for s in specs(args.null, args.per_plant, epochs) if s["name"] not in done]
     records = reanalyse(work, records)
@@ -283,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         records = judge(latest([*records, record]), baseline, params, made_on)
         verdict = "no verdict: " + record["error"][-200:] if "error" in record else f"{record['failed']} regressed"
         print(f"gate_calibration: {spec['name']}: {verdict} ({record['seconds']:.0f} s)", flush=True)
-        write(section(records, sha, baseline, params))
-    written = section(records, sha, baseline, params)
+        write(section(records, sha, baseline, params, study))
+    written = section(records, sha, baseline, params, study)
     write(written)
     print(json.dumps({k: v for k, v in written.items() if k not in ("goals", "detectable")}, indent=1))
     return 0
