@@ -21,7 +21,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 def shrink(raw: dict) -> dict:
     """The committed parameters made small enough for a test: few images, 1-2 epochs, one arm set."""
     raw = copy.deepcopy(raw)
-    raw["embedded"].update(size_factor=0.12, image_size=32)
+    raw["embedded"].update(size_factor=0.12, image_size=32, labels="study")  # the 114-label tests ask for all
     raw["split"].update(seeds_per_group=2)
     raw["generate"].update(candidates=3, conditions=["psoriasis"])
     raw["curate"].update(keep=2)

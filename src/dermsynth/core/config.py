@@ -38,6 +38,7 @@ class Embedded:
     contrast: list[float]  # imaging/lesions.Difficulty: the regime of the study (docs/embedded.md)
     mimicry: float
     tone_shift: float
+    labels: str  # all: the 114 labels of the real CSV (Groh's study needs them) | study: the paper's seven only
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,8 @@ class Params:
             for c in self.prepare.conditions
             if c not in fitzpatrick_labels()
         ]
+        if self.embedded.labels not in ("all", "study"):
+            problems.append("embedded.labels must be all (the 114 labels) or study (the paper's seven)")
         if self.prepare.selection not in ("explicit", "auto"):
             problems.append("prepare.selection must be explicit or auto")
         if self.prepare.selection == "explicit":  # in auto mode `generate` and `train` check against the choice

@@ -6,6 +6,8 @@ live in code and tests pin them. Everything tunable lives in params.yaml.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -29,6 +31,38 @@ def fitzpatrick_labels() -> frozenset[str]:
     """The 114 labels of fitzpatrick17k.csv (resources/fitzpatrick_labels.txt)."""
     text = resources.files("dermsynth").joinpath("resources", "fitzpatrick_labels.txt").read_text()
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@cache
+def real_metadata() -> tuple[dict[str, str], ...]:
+    """The rows of the real fitzpatrick17k.csv as bundled (resources/), for what the simulator copies from it."""
+    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick17k.csv").read_text()
+    return tuple(csv.DictReader(io.StringIO(text)))
+
+
+@cache
+def label_partitions() -> dict[str, tuple[str, str]]:
+    """Every label's nine- and three-partition family, as the real CSV gives them."""
+    return {r["label"]: (r["nine_partition_label"], r["three_partition_label"]) for r in real_metadata()}
+
+
+@cache
+def labels_of_family(family: str) -> tuple[str, ...]:
+    """The labels of one nine-partition family, sorted."""
+    return tuple(sorted(label for label, (nine, _) in label_partitions().items() if nine == family))
+
+
+# The two atlases of Fitzpatrick 17k, by the host of an image's URL (Groh et al.'s source holdouts).
+HOSTS: dict[str, str] = {"dermaamin": "dermaamin.com", "atlas": "atlasdermatologico.com.br"}
+
+
+def source_of(url: str) -> str | None:
+    """The atlas an image came from, by its URL's host: 'dermaamin', 'atlas', or None (unknown)."""
+    host = re.sub(r"^https?://(www\.)?", "", str(url)).split("/", 1)[0].lower()
+    for name, domain in HOSTS.items():
+        if host == domain or host.endswith("." + domain):
+            return name
+    return None
 
 
 # Rows per (label, fitzpatrick_scale) in the real fitzpatrick17k.csv (July 2022 revision),

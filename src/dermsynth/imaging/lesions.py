@@ -17,58 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dermsynth.core.study import label_partitions, labels_of_family
+from dermsynth.imaging import parametric
+from dermsynth.imaging.shapes import Layers, Palette, Rng, blob, centre, grid, irregular_blob, ring, texture
 from dermsynth.imaging.skin import lab_from_ita, lab_to_rgb
 
 if TYPE_CHECKING:
     from dermsynth.core.config import Embedded
-
-Rng = np.random.Generator
-
-
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    return x, y
-
-
-def _blob(size: int, cx: float, cy: float, rx: float, ry: float, angle: float, edge: float = 1.0) -> np.ndarray:
-    """A soft-edged ellipse mask in [0, 1]."""
-    x, y = _grid(size)
-    c, s = np.cos(angle), np.sin(angle)
-    u = ((x - cx) * c + (y - cy) * s) / rx
-    v = (-(x - cx) * s + (y - cy) * c) / ry
-    r = np.sqrt(u**2 + v**2)
-    return np.clip((1.0 - r) * min(rx, ry) / edge, 0.0, 1.0)
-
-
-def _irregular_blob(size: int, rng: Rng, cx: float, cy: float, radius: float, roughness: float) -> np.ndarray:
-    """A blob whose radius varies with angle (irregular, asymmetric border)."""
-    x, y = _grid(size)
-    theta = np.arctan2(y - cy, x - cx)
-    r = np.hypot(x - cx, y - cy)
-    border = radius * np.ones_like(theta)
-    for k in range(2, 6):
-        border += radius * roughness * rng.normal(0, 1.0 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    return np.clip(border - r, 0.0, 1.0)
-
-
-def _ring(size: int, cx: float, cy: float, radius: float, width: float) -> np.ndarray:
-    x, y = _grid(size)
-    r = np.hypot(x - cx, y - cy)
-    return np.clip(1.0 - np.abs(r - radius) / width, 0.0, 1.0)
-
-
-def _texture(size: int, rng: Rng, scale: float) -> np.ndarray:
-    """Smoothed noise with roughly ``scale``-pixel features, zero mean, unit std."""
-    noise = rng.normal(size=(size, size))
-    freq = np.fft.fftfreq(size)
-    fx, fy = np.meshgrid(freq, freq)
-    kernel = np.exp(-((fx**2 + fy**2) * (scale * np.pi) ** 2))
-    out = np.real(np.fft.ifft2(np.fft.fft2(noise) * kernel))
-    return (out - out.mean()) / (out.std() + 1e-9)
-
-
-def _centre(size: int, rng: Rng, spread: float = 0.18) -> tuple[float, float]:
-    return tuple(size / 2 + rng.normal(0, spread * size, 2).clip(-size / 4, size / 4))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -107,52 +62,14 @@ LOOK_ALIKES: dict[str, tuple[str, str]] = {
 }
 
 
-class Palette:
-    """Lesion colours as CIELAB offsets that depend on the skin they sit on."""
-
-    def __init__(self, skin_lab: np.ndarray, tone_shift: float = 1.0):
-        # visibility: 1 on very light skin, ~0.3 on the darkest (erythema is masked by melanin);
-        # tone_shift scales the loss of visibility (0: every skin shows lesions as the lightest does)
-        masked = 1.0 - float(np.clip((skin_lab[0] - 28.0) / 45.0, 0.3, 1.0))
-        self.vis = 1.0 - tone_shift * masked
-        self.skin = skin_lab
-
-    def erythema(self, strength: float = 1.0) -> np.ndarray:
-        v = self.vis
-        return strength * np.array([-6.0 - 12.0 * (1 - v), 28.0 * v + 6.0, -2.0 - 14.0 * (1 - v)])
-
-    def pigment(self, strength: float = 1.0) -> np.ndarray:
-        return strength * np.array([-14.0 - 10.0 * (1 - self.vis), 4.0, 6.0 * self.vis])
-
-    def scale(self) -> np.ndarray:
-        target = np.array([88.0, 1.0, 6.0]) if self.vis > 0.6 else np.array([68.0, 1.0, 3.0])
-        return target - self.skin
-
-    def crust(self) -> np.ndarray:
-        return (
-            np.array([52.0, 14.0, 34.0]) * (0.6 + 0.4 * self.vis)
-            - self.skin * (0.6 + 0.4 * self.vis)
-            + np.array([-6.0, 0.0, 0.0])
-        )
-
-    def ulcer(self) -> np.ndarray:
-        return np.array([40.0, 26.0, 16.0]) - self.skin
-
-    def pus(self) -> np.ndarray:
-        return np.array([84.0, 2.0, 30.0]) - self.skin
-
-
-Layers = list[tuple[np.ndarray, np.ndarray]]  # (mask, Lab offset or per-pixel offsets)
-
-
 def basal_cell_carcinoma(size: int, rng: Rng, p: Palette) -> Layers:
     """One pearly, translucent nodule with a rolled border, telangiectasia, sometimes ulcerated."""
-    cx, cy = _centre(size, rng)
+    cx, cy = centre(size, rng)
     r = rng.uniform(0.12, 0.22) * size
-    body = _blob(size, cx, cy, r, r * rng.uniform(0.8, 1.0), rng.uniform(0, np.pi), edge=1.5)
+    body = blob(size, cx, cy, r, r * rng.uniform(0.8, 1.0), rng.uniform(0, np.pi), edge=1.5)
     layers: Layers = [(body, np.array([7.0, 4.0 * p.vis, -3.0]) + 0.3 * p.erythema())]
-    layers.append((_ring(size, cx, cy, r * 0.9, 1.6) * 0.8, p.erythema(0.8) + np.array([4.0, 0, 0])))
-    x, y = _grid(size)
+    layers.append((ring(size, cx, cy, r * 0.9, 1.6) * 0.8, p.erythema(0.8) + np.array([4.0, 0, 0])))
+    x, y = grid(size)
     for _ in range(rng.integers(2, 5)):
         a = rng.uniform(0, 2 * np.pi)
         d = np.abs((x - cx) * np.sin(a) - (y - cy) * np.cos(a))
@@ -160,7 +77,7 @@ def basal_cell_carcinoma(size: int, rng: Rng, p: Palette) -> Layers:
         vessel = np.clip(1.0 - d / 0.7, 0, 1) * (np.abs(along) < r * 0.8)
         layers.append((vessel * body * 0.9, p.erythema(1.3)))
     if rng.random() < 0.5:
-        layers.append((_blob(size, cx, cy, r * 0.35, r * 0.3, 0.0), p.crust() * 0.9))
+        layers.append((blob(size, cx, cy, r * 0.35, r * 0.3, 0.0), p.crust() * 0.9))
     return layers
 
 
@@ -170,15 +87,15 @@ def folliculitis(size: int, rng: Rng, p: Palette) -> Layers:
     for _ in range(rng.integers(14, 36)):
         cx, cy = rng.uniform(0.1, 0.9, 2) * size
         r = rng.uniform(1.0, 2.2)
-        layers.append((_blob(size, cx, cy, r * 1.6, r * 1.6, 0.0, edge=1.2), p.erythema(0.9)))
+        layers.append((blob(size, cx, cy, r * 1.6, r * 1.6, 0.0, edge=1.2), p.erythema(0.9)))
         if rng.random() < 0.6:
-            layers.append((_blob(size, cx, cy, r * 0.7, r * 0.7, 0.0, edge=0.8), p.pus() * 0.8))
+            layers.append((blob(size, cx, cy, r * 0.7, r * 0.7, 0.0, edge=0.8), p.pus() * 0.8))
     return layers
 
 
 def nematode_infection(size: int, rng: Rng, p: Palette) -> Layers:
     """Cutaneous larva migrans: one or two thin, raised, serpiginous erythematous tracks."""
-    x, y = _grid(size)
+    x, y = grid(size)
     layers: Layers = []
     for _ in range(rng.integers(1, 3)):
         track = np.zeros((size, size))
@@ -198,12 +115,12 @@ def neutrophilic_dermatoses(size: int, rng: Rng, p: Palette) -> Layers:
     """Large oedematous plaques with a violaceous, undermined border and a dusky centre."""
     layers: Layers = []
     for _ in range(rng.integers(1, 3)):
-        cx, cy = _centre(size, rng, 0.2)
+        cx, cy = centre(size, rng, 0.2)
         r = rng.uniform(0.16, 0.28) * size
-        layers.append((_blob(size, cx, cy, r, r * rng.uniform(0.75, 1.0), rng.uniform(0, np.pi), 3.0), p.erythema(0.7)))
+        layers.append((blob(size, cx, cy, r, r * rng.uniform(0.75, 1.0), rng.uniform(0, np.pi), 3.0), p.erythema(0.7)))
         violet = p.erythema(1.0) + np.array([-10.0, 0.0, -12.0])
-        layers.append((_ring(size, cx, cy, r * 0.85, rng.uniform(2.0, 3.5)), violet))
-        layers.append((_blob(size, cx, cy, r * 0.55, r * 0.5, 0.0, 2.0) * 0.8, p.ulcer() * 0.7))
+        layers.append((ring(size, cx, cy, r * 0.85, rng.uniform(2.0, 3.5)), violet))
+        layers.append((blob(size, cx, cy, r * 0.55, r * 0.5, 0.0, 2.0) * 0.8, p.ulcer() * 0.7))
     return layers
 
 
@@ -213,9 +130,9 @@ def prurigo_nodularis(size: int, rng: Rng, p: Palette) -> Layers:
     for _ in range(rng.integers(5, 13)):
         cx, cy = rng.uniform(0.15, 0.85, 2) * size
         r = rng.uniform(2.5, 4.5)
-        layers.append((_blob(size, cx, cy, r, r, 0.0, edge=1.5), p.pigment(1.0) + p.erythema(0.3)))
+        layers.append((blob(size, cx, cy, r, r, 0.0, edge=1.5), p.pigment(1.0) + p.erythema(0.3)))
         if rng.random() < 0.6:
-            layers.append((_blob(size, cx, cy, r * 0.4, r * 0.4, 0.0, 0.8), p.crust() * 0.7 + np.array([-10.0, 0, 0])))
+            layers.append((blob(size, cx, cy, r * 0.4, r * 0.4, 0.0, 0.8), p.crust() * 0.7 + np.array([-10.0, 0, 0])))
     return layers
 
 
@@ -225,21 +142,21 @@ def psoriasis(size: int, rng: Rng, p: Palette) -> Layers:
     for _ in range(rng.integers(2, 6)):
         cx, cy = rng.uniform(0.2, 0.8, 2) * size
         rx = rng.uniform(0.08, 0.2) * size
-        plaque = _blob(size, cx, cy, rx, rx * rng.uniform(0.5, 0.9), rng.uniform(0, np.pi), edge=0.8)
+        plaque = blob(size, cx, cy, rx, rx * rng.uniform(0.5, 0.9), rng.uniform(0, np.pi), edge=0.8)
         layers.append((plaque, p.erythema(1.0)))
-        flakes = np.clip(_texture(size, rng, 0.8) * 0.5 + 0.35, 0, 1)
+        flakes = np.clip(texture(size, rng, 0.8) * 0.5 + 0.35, 0, 1)
         layers.append((plaque * flakes * 0.85, p.scale()))
     return layers
 
 
 def squamous_cell_carcinoma(size: int, rng: Rng, p: Palette) -> Layers:
     """One irregular, keratotic nodule or plaque with a thick, rough crust on an erythematous base."""
-    cx, cy = _centre(size, rng)
+    cx, cy = centre(size, rng)
     r = rng.uniform(0.14, 0.24) * size
-    base = _irregular_blob(size, rng, cx, cy, r, 0.35)
+    base = irregular_blob(size, rng, cx, cy, r, 0.35)
     layers: Layers = [(base, p.erythema(1.0))]
-    keratin = np.clip(_texture(size, rng, 1.2) * 0.6 + 0.5, 0, 1)
-    core = _irregular_blob(size, rng, cx, cy, r * 0.7, 0.4)
+    keratin = np.clip(texture(size, rng, 1.2) * 0.6 + 0.5, 0, 1)
+    core = irregular_blob(size, rng, cx, cy, r * 0.7, 0.4)
     layers.append((core * keratin, p.crust()))
     return layers
 
@@ -258,8 +175,8 @@ RENDERERS: dict[str, Callable[[int, Rng, Palette], Layers]] = {
 def _skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
     """CIELAB skin of colour ``skin`` with texture and an uneven lighting gradient: nuisances every image shares."""
     lab = np.broadcast_to(skin, (size, size, 3)).copy()
-    lab[..., 0] += 1.6 * _texture(size, rng, 1.0) + 2.5 * _texture(size, rng, 6.0)
-    x, y = _grid(size)
+    lab[..., 0] += 1.6 * texture(size, rng, 1.0) + 2.5 * texture(size, rng, 6.0)
+    x, y = grid(size)
     gx, gy = rng.normal(0, 6.0, 2) / size
     lab[..., 0] += gx * (x - size / 2) + gy * (y - size / 2)
     return lab
@@ -281,18 +198,41 @@ def plain_skin(skin: np.ndarray, size: int, rng: Rng) -> np.ndarray:
     return _to_uint8(_skin(skin, size, rng), rng)
 
 
+def layers(label: str, size: int, rng: Rng, palette: Palette) -> Layers:
+    """The colour layers of one image of ``label``: the hand-made renderer of the seven, else its parametric look."""
+    if label in RENDERERS:
+        return RENDERERS[label](size, rng, palette)
+    return parametric.render_layers(parametric.morphology(label, _family(label)), size, rng, palette)
+
+
+def look_alikes(label: str) -> tuple[str, ...]:
+    """What an image of ``label`` may also show: the seven's differentials, else two labels of its family."""
+    if label in LOOK_ALIKES:
+        return LOOK_ALIKES[label]
+    family = _family(label)
+    return parametric.look_alikes(label, family, labels_of_family(family))
+
+
+def _family(label: str) -> str:
+    partitions = label_partitions()
+    if label not in partitions:
+        raise KeyError(f"{label!r} is not a Fitzpatrick 17k label: the simulator has no look for it")
+    return partitions[label][0]
+
+
 def render(label: str, ita: float, size: int, rng: Rng, difficulty: Difficulty = Difficulty()) -> np.ndarray:
     """An sRGB uint8 image (size, size, 3) of ``label`` on skin of the given ITA, as hard as ``difficulty``."""
     skin = lab_from_ita(ita, b=rng.uniform(12.0, 20.0), a=rng.uniform(7.0, 14.0))
     palette = Palette(skin, difficulty.tone_shift)
     lab = _skin(skin, size, rng)
     strength = rng.uniform(*difficulty.contrast)
-    for mask, offset in RENDERERS[label](size, rng, palette):
+    for mask, offset in layers(label, size, rng, palette):
         lab += strength * mask[..., None] * offset
-    if difficulty.mimicry > 0:
-        look_alike = LOOK_ALIKES[label][int(rng.integers(2))]
+    alikes = look_alikes(label) if difficulty.mimicry > 0 else ()
+    if alikes:
+        look_alike = alikes[int(rng.integers(len(alikes)))]
         weight = strength * rng.uniform(0.0, difficulty.mimicry)
-        for mask, offset in RENDERERS[look_alike](size, rng, palette):
+        for mask, offset in layers(look_alike, size, rng, palette):
             lab += weight * mask[..., None] * offset
     lab[..., 0] *= rng.uniform(0.92, 1.05)  # exposure
     return _to_uint8(lab, rng)
