@@ -22,9 +22,8 @@ from torch import nn
 
 from dermsynth.analysis.grid import planned_runs
 from dermsynth.core import config, files, paths
-from dermsynth.features import pick_device
 from dermsynth.model.backbone import DTYPES, Fc6Extractor, Head, load_vgg16
-from dermsynth.model.embedding import ImageViews
+from dermsynth.model.embedding import ImageViews, pick_device
 from dermsynth.model.fitting import train_repeats
 from dermsynth.model.trainset import FeatureStore, load_run_data
 

@@ -15,35 +15,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from dermsynth.core import files, paths
-from dermsynth.core.config import Features, Params
+from dermsynth.core.config import Params
 from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, build_backbone, file_digest
-from dermsynth.model.embedding import ImageViews
-from dermsynth.model.precision import cpu_bf16_units, resolve
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str,
-            dim: int) -> None:  # fmt: skip
-    """Write the features (dim wide) of ``items`` to the .npy file ``out`` (float16), atomically."""
-    with files.atomic_path(out) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), dim))
-        start = 0
-        for fc6 in embedding.batches(model, ImageViews(items, cfg), cfg.batch_size, desc):
-            array[start : start + len(fc6)] = fc6
-            start += len(fc6)
-        array.flush()
-        del array
+from dermsynth.model.embedding import describe, extract, pick_device
+from dermsynth.model.precision import resolve
 
 
 def inventory(splits: pd.DataFrame, curated: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,19 +43,6 @@ def inventory(splits: pd.DataFrame, curated: pd.DataFrame, params: Params) -> tu
         }
     )
     return eval_index, views_index
-
-
-def describe(device: torch.device) -> str:
-    """The device as recorded in info.json and MLflow's `device` tag: "cpu (amx_bf16)", or "cuda:0 (<GPU name>)".
-
-    bfloat16 kernels, and so the last bits of the features and every number after them, differ
-    between GPU models and between CPUs with AMX, with AVX512-BF16 only, or with neither: the
-    record names which one computed them.
-    """
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"{device.type} ({cpu_bf16_units()})" if device.type == "cpu" else device.type
 
 
 def main(params: Params, device: str | None = None) -> None:

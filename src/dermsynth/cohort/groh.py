@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from dermsynth.core.errors import DermsynthError
-from dermsynth.core.study import source_of
+from dermsynth.core.study import GROH_SCHEMES, source_of
 
-SCHEMES: tuple[str, ...] = ("expert_select", "random_holdout", "a12", "a34", "a56", "dermaamin", "br")
+SCHEMES = GROH_SCHEMES
 FST_HOLDOUTS: dict[str, tuple[int, int]] = {"a12": (1, 2), "a34": (3, 4), "a56": (5, 6)}
 EXPERT_TEST = "1 Diagnostic"  # qc value of the images a dermatologist confirmed (Groh's expert_select test set)
 RANDOM_STATE = 4242  # Groh's random_holdout: train_test_split(test_size=0.2, random_state=4242, stratify=label)

@@ -20,7 +20,7 @@ import yaml
 
 from dermsynth.core import paths
 from dermsynth.core.schema import ConfigError, build, range_problems
-from dermsynth.core.study import ARMS, DIRECTIONS, fitzpatrick_labels, slug
+from dermsynth.core.study import ARMS, DIRECTIONS, GROH_SCHEMES, fitzpatrick_labels, slug
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,19 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Groh:
+    """The `groh` stage: Groh et al.'s 114-label study under their seven holdout schemes (step one of the paper)."""
+
+    schemes: list[str]  # of cohort/groh.SCHEMES
+    repeats: int  # trainings per scheme, seeds train.seed, train.seed + 1, ...
+    views: int  # augmented views cached per image (Groh drew a fresh augmentation every epoch)
+    test_fraction: float  # random_holdout's test share per label (Groh: 0.2)
+    seed: int  # random_holdout's draw (Groh: random_state 4242) and the validation draws
+    val_fraction: float  # validation share of each scheme's training side, per label
+    top_k: int  # Groh's top-3 accuracy
+
+
+@dataclass(frozen=True)
 class Gate:
     tolerance: float  # the registry's champion rule (register): how far below the champion a challenger may fall
     alpha: float  # the regression gate's family-wise false-alarm rate (Holm over the estimands)
@@ -248,6 +261,7 @@ class Params:
     dose: Dose
     evaluate: Evaluate
     report: Report
+    groh: Groh
     gate: Gate
     register: Register
     quality: Quality
@@ -264,6 +278,8 @@ class Params:
         ]
         if self.embedded.labels not in ("all", "study"):
             problems.append("embedded.labels must be all (the 114 labels) or study (the paper's seven)")
+        problems += [f"groh.schemes: {s!r} is not one of {', '.join(GROH_SCHEMES)}" for s in self.groh.schemes
+                     if s not in GROH_SCHEMES]  # fmt: skip
         if self.prepare.selection not in ("explicit", "auto"):
             problems.append("prepare.selection must be explicit or auto")
         if self.prepare.selection == "explicit":  # in auto mode `generate` and `train` check against the choice

@@ -54,6 +54,8 @@ REQUESTS_NAME = "requests.csv"  # one row per planned image of a generation run:
 QUALITY = BUILD / "quality"  # per-candidate quality scores (stage `quality`), read by `curate`
 QUALITY_REPORTS = Path("reports") / "quality"  # per generator x condition x FST group
 FEATURES = BUILD / "features"
+GROH = BUILD / "groh"  # Groh et al.'s 114-label study (stage `groh`): features/ and predictions.csv
+GROH_REPORTS = Path("reports") / "groh"  # its tables (results.json, per_label.csv, groh.md)
 
 MODELS = Path("models")
 REPORTS = Path("reports")

@@ -52,6 +52,9 @@ def labels_of_family(family: str) -> tuple[str, ...]:
     return tuple(sorted(label for label, (nine, _) in label_partitions().items() if nine == family))
 
 
+# Groh et al.'s seven holdout schemes (cohort/groh.py), in their order.
+GROH_SCHEMES: tuple[str, ...] = ("expert_select", "random_holdout", "a12", "a34", "a56", "dermaamin", "br")
+
 # The two atlases of Fitzpatrick 17k, by the host of an image's URL (Groh et al.'s source holdouts).
 HOSTS: dict[str, str] = {"dermaamin": "dermaamin.com", "atlas": "atlasdermatologico.com.br"}
 

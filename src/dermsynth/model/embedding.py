@@ -22,6 +22,7 @@ from tqdm import tqdm
 from dermsynth.core import files
 from dermsynth.core.config import Features
 from dermsynth.model.backbone import normalisation
+from dermsynth.model.precision import cpu_bf16_units
 from dermsynth.model.preprocess import eval_transform, train_transform
 
 
@@ -93,3 +94,35 @@ def embed(model: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str |
     """All outputs (n, d) of ``dataset`` in memory: for the few thousand images of a quality check."""
     parts = list(batches(model, dataset, batch_size, desc))
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe(device: torch.device) -> str:
+    """The device as recorded in info.json and MLflow's `device` tag: "cpu (amx_bf16)", or "cuda:0 (<GPU name>)".
+
+    bfloat16 kernels, and so the last bits of the features and every number after them, differ
+    between GPU models and between CPUs with AMX, with AVX512-BF16 only, or with neither: the
+    record names which one computed them.
+    """
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"{device.type} ({cpu_bf16_units()})" if device.type == "cpu" else device.type
+
+
+def extract(model: torch.nn.Module, items: list[tuple[Path, int]], cfg: Features, out: Path, desc: str,
+            dim: int) -> None:  # fmt: skip
+    """Write the features (dim wide) of ``items`` to the .npy file ``out`` (float16), atomically."""
+    with files.atomic_path(out) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(items), dim))
+        start = 0
+        for fc6 in batches(model, ImageViews(items, cfg), cfg.batch_size, desc):
+            array[start : start + len(fc6)] = fc6
+            start += len(fc6)
+        array.flush()
+        del array
