@@ -1,9 +1,13 @@
-"""The `groh` stage on a small embedded dataset of all 114 labels: Groh et al.'s seven schemes, end to end."""
+"""Step one on a small embedded dataset of all 114 labels: the `groh` and `selection` stages and the study they pick."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,19 +15,20 @@ import yaml
 
 from dermsynth.cohort import groh as schemes
 from dermsynth.core import config, paths
-from dermsynth.core.study import GROH_SCHEMES
+from dermsynth.core.study import GROH_SCHEMES, PAPER_CONDITIONS
 
 from .conftest import REPO, shrink
 
 
 @pytest.fixture(scope="module")
 def params(tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Params]:
-    """The shrunk study with all 114 labels, its `embedded` and `groh` stages run once for the module's tests."""
-    from dermsynth import embedded, groh
+    """The shrunk study with all 114 labels, its `embedded`, `groh` and `selection` stages run once for the module."""
+    from dermsynth import embedded, groh, selection
 
     raw = shrink(config.read_yaml(REPO / "params.yaml"))
     raw["embedded"].update(labels="all", size_factor=0.08)
     raw["groh"].update(repeats=2)
+    raw["selection"].update(min_per_extreme=3)  # 8% of the real counts
     folder = tmp_path_factory.mktemp("groh")
     (folder / "dvc.yaml").write_text("stages: {}\n")
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -33,6 +38,7 @@ def params(tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Params]:
         loaded = config.load()
         embedded.main(loaded)
         groh.main(loaded)
+        selection.main(loaded)
         yield loaded
     config.load.cache_clear()
 
@@ -72,3 +78,89 @@ def test_results_tables_and_per_label_accuracies(params):
     assert "Simulated results" in text
     assert "## Top-3 accuracy" in text
     assert "| a34 |" in text
+
+
+def test_the_rule_ranks_every_label_by_its_counts_and_held_out_accuracy(params):
+    table = pd.read_csv(paths.SELECTION / "ranked.csv")
+    frame = pd.read_csv(paths.dataset_metadata(params.dataset.root), dtype=str, keep_default_na=False)
+    light = frame[frame["fitzpatrick_scale"].isin(["1", "2"])]["label"].value_counts()
+    assert len(table) == frame["label"].nunique()
+    assert table.set_index("label")["I-II"].to_dict() == light.reindex(table["label"], fill_value=0).to_dict()
+    counts_met = table[["I-II", "V-VI"]].min(axis=1) >= 3
+    assert (table["counts met"] == counts_met).all()
+    accuracy_met = (table["a12 accuracy"] > 0) & (table["a56 accuracy"] > 0)
+    assert (table["accuracy met"] == accuracy_met).all()
+    ranked = table[table["rank"].notna()]
+    assert (ranked["counts met"] & ranked["accuracy met"]).all()
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert ranked["min extremes"].is_monotonic_decreasing
+    assert table["rank"].isna().sum() == (~(counts_met & accuracy_met)).sum()
+    chosen = json.loads((paths.SELECTION / "selection.json").read_text())
+    assert chosen["conditions"] == ranked["label"].head(params.prepare.auto_count).tolist()
+    text = (paths.SELECTION / "selection.md").read_text()
+    for label in PAPER_CONDITIONS:
+        assert f"| {label} | yes |" in text
+
+
+def test_the_rule_on_the_real_csv_keeps_its_counts_and_says_why_a_label_is_left_out(params):
+    from dermsynth import selection
+
+    text = resources.files("dermsynth").joinpath("resources", "fitzpatrick17k.csv").read_text()
+    real = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    labels = sorted(set(real["label"]))
+    per_label = pd.DataFrame([{"scheme": s, "label": label, "n_test": 10, "accuracy": 0.0 if label == "lichen planus"
+                               else 0.2} for s in ("a12", "a56") for label in labels])  # fmt: skip
+    strict = dataclasses.replace(params, selection=dataclasses.replace(params.selection, min_per_extreme=20))
+    table = selection.ranked_table(real, per_label, strict).set_index("label")
+    assert table.loc["psoriasis", ["I-II", "V-VI", "rank I-II", "rank V-VI"]].tolist() == [345, 85, 1.0, 4.0]
+    assert table.loc["prurigo nodularis", ["I-II", "V-VI", "rank I-II", "rank V-VI"]].tolist() == [35, 38, 90.0, 17.0]
+    assert table.loc["lichen planus", "counts met"]
+    assert not table.loc["lichen planus", "accuracy met"]
+    assert "held-out accuracy not above 0.0: a12 0.000 (N 10), a56 0.000" in selection.why_not(
+        table.reset_index().set_index("label").loc["lichen planus"], strict
+    )
+    assert (
+        table.loc["lupus erythematosus", "rank"] == 1
+    )  # min(154, 89): the largest rarer extreme once lichen planus is out
+
+
+def test_prepare_groh_takes_the_rules_choice_through_split_generate_and_training(params):
+    from dermsynth import curate, features, generate, prepare, quality, split, train, validate
+    from dermsynth.core.study import slug
+
+    chosen = json.loads((paths.SELECTION / "selection.json").read_text())["conditions"]
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["prepare"].update(selection="groh", auto_count=3)
+    raw["generate"].update(conditions=[chosen[0]])
+    raw["train"].update(conditions=[slug(chosen[0])], epochs=1)
+    with open("params.yaml", "w") as fh:
+        yaml.safe_dump(raw, fh)
+    config.load.cache_clear()
+    study = config.load()
+    prepare.main(study)
+    conditions = json.loads(paths.PREPARED_CONDITIONS.read_text())
+    assert conditions["mode"] == "groh"
+    assert conditions["conditions"] == chosen[:3]
+    split.main(study)
+    assert set(pd.read_csv(paths.SPLITS_TABLE)["label"]) == set(chosen[:3])
+    assert validate.main(study) == 0
+    generate.main(study)
+    assert quality.main(study) == 0
+    assert curate.main(study) == 0
+    features.main(study)
+    assert train.main(study, "light_to_dark", slug(chosen[0]), "synthetic_and_seed") == 0
+    trained = paths.trained_as(study, "light_to_dark", slug(chosen[0]), "synthetic_and_seed", None)
+    predictions = pd.read_csv(paths.run_dir(trained) / "predictions.csv")
+    assert set(predictions["pred"]) <= set(chosen[:3])
+
+
+def test_prepare_groh_refuses_a_choice_made_from_other_metadata(params):
+    from dermsynth import prepare
+    from dermsynth.core.errors import DermsynthError
+
+    made = json.loads((paths.SELECTION / "selection.json").read_text())
+    (paths.SELECTION / "selection.json").write_text(json.dumps(made | {"metadata_md5": "0" * 32}))
+    groh_mode = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, selection="groh"))
+    with pytest.raises(DermsynthError, match="other metadata"):
+        prepare.main(groh_mode)
+    (paths.SELECTION / "selection.json").write_text(json.dumps(made))

@@ -14,6 +14,7 @@ from pathlib import Path
 STAGES = {
     "embedded": "generate the embedded (offline) dataset",
     "groh": "step one: Groh et al.'s 114-label study under their seven holdout schemes (reports/groh/)",
+    "selection": "step one: the paper's rule for its conditions over every label (reports/selection/)",
     "prepare": "load metadata, drop FST -1 rows, keep the study's conditions",
     "split": "FST-holdout splits, validation split and seeds",
     "validate": "Great Expectations suites over metadata, splits and image files",

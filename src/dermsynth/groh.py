@@ -23,6 +23,7 @@ from dermsynth.cohort import groh
 from dermsynth.cohort.selection import drop_missing_images, image_names, read_metadata
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
+from dermsynth.core.errors import DermsynthError
 from dermsynth.model import embedding
 from dermsynth.model.backbone import DTYPES, build_backbone
 from dermsynth.model.embedding import describe, extract, pick_device
@@ -107,10 +108,9 @@ def score(model: torch.nn.Module, split: groh.SchemeSplit, feats: FeatureStore, 
     return out
 
 
-def run_scheme(scheme: str, rows: pd.DataFrame, feats: FeatureStore, params: Params) -> tuple[pd.DataFrame, dict]:
+def run_scheme(split: groh.SchemeSplit, feats: FeatureStore, params: Params) -> tuple[pd.DataFrame, dict]:
     """Train a scheme's repeats together and score each on the scheme's test side."""
-    cfg = params.groh
-    split = groh.scheme_split(rows, scheme, cfg.test_fraction, cfg.seed)
+    cfg, scheme = params.groh, split.scheme
     data = run_data(split, feats, params)
     seeds = [params.train.seed + r for r in range(cfg.repeats)]
     trained = train_repeats(data, params.train, data.precision, seeds, f"groh {scheme}")
@@ -128,9 +128,19 @@ def main(params: Params, device: str | None = None) -> None:
     rows = dataset_rows(params)
     print(f"groh: {len(rows)} images of known skin type, {rows['label'].nunique()} labels")
     feats = cache_features(params, rows, device)
-    runs = [run_scheme(scheme, rows, feats, params) for scheme in params.groh.schemes]
+    runs, skipped = [], {}
+    for scheme in params.groh.schemes:
+        try:
+            split = groh.scheme_split(rows, scheme, params.groh.test_fraction, params.groh.seed)
+        except groh.SchemeError as err:  # e.g. no qc or no source on this dataset: said, and in the report
+            skipped[scheme] = str(err)
+            print(f"groh {scheme}: not formed on this dataset: {err}")
+            continue
+        runs.append(run_scheme(split, feats, params))
+    if not runs:
+        raise DermsynthError(f"groh: none of the schemes {params.groh.schemes} can be formed: {skipped}")
     predictions = pd.concat([p for p, _ in runs], ignore_index=True)
     columns = ["scheme", "repeat", "md5hash", "label", "fst", "source", "pred", "correct", "top_k"]
     files.write_csv(PREDICTIONS, predictions[columns])
     info = files.read_json(FEATURES / "info.json")
-    groh_report.write(predictions, [r for _, r in runs], params, info, paths.GROH_REPORTS)
+    groh_report.write(predictions, [r for _, r in runs], skipped, params, info, paths.GROH_REPORTS)

@@ -3,7 +3,9 @@
 Conditions are either the explicit list of docs/protocol.md (`prepare.selection: explicit`) or
 chosen automatically (`auto`): all labels ranked by the smaller of their image counts at the
 two FST extremes (I-II and V-VI), the study's first selection criterion; the top
-`prepare.auto_count` are kept. The choice and its reason go to build/prepared/conditions.json,
+`prepare.auto_count` are kept. With `groh`, the top `prepare.auto_count` of the paper's own rule
+(counts and held-out accuracy in Groh et al.'s FST holdouts; stage `selection`) are kept. The
+choice and its reason go to build/prepared/conditions.json,
 which every later stage reads (not params.yaml), and to the report.
 
 Rows of other Fitzpatrick 17k labels are out of scope and only counted. A label that is not a
@@ -12,6 +14,9 @@ vanishing here; the same holds for a skin type outside 1..6 other than -1.
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from dermsynth.cohort.selection import (
     clean,
@@ -22,6 +27,18 @@ from dermsynth.cohort.selection import (
 )
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
+from dermsynth.core.errors import DermsynthError
+
+
+def rule(params: Params, source: Path) -> dict | None:
+    """The `selection` stage's choice, when `prepare.selection: groh` (it must have read this very metadata)."""
+    if params.prepare.selection != "groh":
+        return None
+    chosen = files.read_json(paths.SELECTION / "selection.json")
+    if chosen.get("metadata_md5") != hashlib.md5(source.read_bytes()).hexdigest():
+        raise DermsynthError(f"{paths.SELECTION / 'selection.json'} was made from other metadata than {source}: "
+                             "run `dvc repro selection` (or the whole pipeline) first")  # fmt: skip
+    return chosen
 
 
 def main(params: Params) -> None:
@@ -29,7 +46,8 @@ def main(params: Params) -> None:
     frame = read_metadata(source)
     drop = params.dataset.missing_images == "drop"
     present = image_names(paths.dataset_images(params.dataset.root)) if drop else set()
-    selection = select_conditions(frame[frame["md5hash"].isin(present)] if drop else frame, params.prepare)
+    usable = frame[frame["md5hash"].isin(present)] if drop else frame
+    selection = select_conditions(usable, params.prepare, rule(params, source))
     kept, summary = clean(frame, selection["conditions"])
     summary["source"] = str(source)
     if drop:

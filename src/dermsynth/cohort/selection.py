@@ -49,8 +49,22 @@ def label_ranking(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
-def select_conditions(usable: pd.DataFrame, cfg: Prepare) -> dict:
-    """The study's conditions with the reason for them (what conditions.json holds)."""
+def select_conditions(usable: pd.DataFrame, cfg: Prepare, rule: dict | None = None) -> dict:
+    """The study's conditions with the reason for them (what conditions.json holds).
+
+    ``rule``: reports/selection/selection.json, the paper's rule over every label (`selection: groh`).
+    """
+    if cfg.selection == "groh":
+        chosen = list((rule or {}).get("conditions", []))[: cfg.auto_count]
+        if len(chosen) < 2:
+            raise DermsynthError(f"prepare.selection groh: the rule chose {len(chosen)} labels (reports/selection/)")
+        return {
+            "mode": "groh",
+            "conditions": chosen,
+            "reason": f"the top {len(chosen)} labels of the paper's rule: counts at both FST extremes and non-zero "
+            "held-out accuracy in Groh et al.'s FST holdouts (reports/selection/selection.md)",
+            "paper": list((rule or {}).get("paper", [])),
+        }
     if cfg.selection == "explicit":
         return {
             "mode": "explicit",

@@ -200,6 +200,15 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The `selection` stage: the paper's rule for its conditions, over every label."""
+
+    schemes: list[str]  # FST holdouts whose held-out accuracy must exceed min_accuracy (a12, a56)
+    min_accuracy: float  # "non-zero accuracy when tested on skin types absent from training"
+    min_per_extreme: int  # images a label needs at FST I-II and at V-VI
+
+
+@dataclass(frozen=True)
 class Groh:
     """The `groh` stage: Groh et al.'s 114-label study under their seven holdout schemes (step one of the paper)."""
 
@@ -262,6 +271,7 @@ class Params:
     evaluate: Evaluate
     report: Report
     groh: Groh
+    selection: Selection
     gate: Gate
     register: Register
     quality: Quality
@@ -280,8 +290,10 @@ class Params:
             problems.append("embedded.labels must be all (the 114 labels) or study (the paper's seven)")
         problems += [f"groh.schemes: {s!r} is not one of {', '.join(GROH_SCHEMES)}" for s in self.groh.schemes
                      if s not in GROH_SCHEMES]  # fmt: skip
-        if self.prepare.selection not in ("explicit", "auto"):
-            problems.append("prepare.selection must be explicit or auto")
+        problems += [f"selection.schemes: {s!r} is not an FST holdout of groh.schemes" for s in self.selection.schemes
+                     if s not in ("a12", "a34", "a56") or s not in self.groh.schemes]  # fmt: skip
+        if self.prepare.selection not in ("explicit", "auto", "groh"):
+            problems.append("prepare.selection must be explicit, auto or groh")
         if self.prepare.selection == "explicit":  # in auto mode `generate` and `train` check against the choice
             problems += [
                 f"generate.conditions: {c!r} not in prepare.conditions"

@@ -56,6 +56,7 @@ QUALITY_REPORTS = Path("reports") / "quality"  # per generator x condition x FST
 FEATURES = BUILD / "features"
 GROH = BUILD / "groh"  # Groh et al.'s 114-label study (stage `groh`): features/ and predictions.csv
 GROH_REPORTS = Path("reports") / "groh"  # its tables (results.json, per_label.csv, groh.md)
+SELECTION = Path("reports") / "selection"  # the paper's rule over every label (stage `selection`)
 
 MODELS = Path("models")
 REPORTS = Path("reports")

@@ -81,6 +81,7 @@ REAL_COUNTS: dict[str, tuple[int, int, int, int, int, int, int]] = {
     "squamous cell carcinoma": (45, 100, 180, 122, 71, 40, 23),
 }
 COUNT_COLUMNS: tuple[int, ...] = (-1, 1, 2, 3, 4, 5, 6)
+PAPER_CONDITIONS: tuple[str, ...] = tuple(REAL_COUNTS)  # the seven the paper chose (docs/protocol.md)
 
 # Coarser labels of the seven conditions, as in the CSV.
 PARTITIONS: dict[str, tuple[str, str]] = {

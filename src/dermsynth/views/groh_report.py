@@ -65,7 +65,7 @@ def source_table(results: dict) -> list[str]:
     return lines
 
 
-def markdown(results: dict, params: Params, info: dict) -> str:
+def markdown(results: dict, skipped: dict[str, str], params: Params, info: dict) -> str:
     """groh.md: what the data are, the schemes, then the top-1, top-k, count and source tables."""
     level, k = confidence(params.evaluate.z), params.groh.top_k
     simulated = is_simulated(params, info)
@@ -78,7 +78,8 @@ def markdown(results: dict, params: Params, info: dict) -> str:
     lines += [f"Backbone {backbone}, the study's head protocol (`train`), {params.groh.repeats} repeats per scheme. "
               f"Each cell: mean over repeats and test images, {level} interval over both. FST -1 images are in no "
               "scheme (docs/groh.md).", ""]  # fmt: skip
-    lines += [f"- `{s}`: {SCHEME_TEXT[s]}" for s in results] + [""]
+    lines += [f"- `{s}`: {SCHEME_TEXT[s]}" for s in results]
+    lines += [f"- `{s}`: **not formed on this dataset**: {why}" for s, why in skipped.items()] + [""]
     lines += ["## Top-1 accuracy", "", *scheme_table(results, "accuracy"), ""]
     lines += [f"## Top-{k} accuracy", "", *scheme_table(results, "top_k"), ""]
     lines += ["## Test images per skin type", "", *counts_table(results), ""]
@@ -87,10 +88,11 @@ def markdown(results: dict, params: Params, info: dict) -> str:
     return "\n".join(lines)
 
 
-def write(predictions: pd.DataFrame, records: list[dict], params: Params, info: dict, folder: Path) -> dict:
-    """results.json, per_label.csv and groh.md under ``folder``; the results."""
+def write(predictions: pd.DataFrame, records: list[dict], skipped: dict[str, str], params: Params, info: dict,
+          folder: Path) -> dict:  # fmt: skip
+    """results.json, per_label.csv and groh.md under ``folder``; the results (``skipped``: schemes not formed, why)."""
     results = scheme_results(predictions, records, params.evaluate.z)
-    files.write_json(folder / "results.json", {"top_k": params.groh.top_k, "schemes": results})
+    files.write_json(folder / "results.json", {"top_k": params.groh.top_k, "schemes": results, "skipped": skipped})
     files.write_csv(folder / "per_label.csv", per_label(predictions))
-    files.write_text(folder / "groh.md", markdown(results, params, info))
+    files.write_text(folder / "groh.md", markdown(results, skipped, params, info))
     return results
