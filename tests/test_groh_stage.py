@@ -164,3 +164,30 @@ def test_prepare_groh_refuses_a_choice_made_from_other_metadata(params):
     with pytest.raises(DermsynthError, match="other metadata"):
         prepare.main(groh_mode)
     (paths.SELECTION / "selection.json").write_text(json.dumps(made))
+
+
+def test_track_adds_a_groh_run_with_a_run_per_scheme_once(params, tmp_path, monkeypatch):
+    import mlflow
+
+    from dermsynth.track import flatten
+    from dermsynth.views import groh_tracking, tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = tracking.setup()
+    client = mlflow.MlflowClient()
+    flat = flatten(config.read_yaml(Path("params.yaml")))
+    assert "1 run and 7 scheme runs added" in groh_tracking.log(client, experiment, flat)
+    assert groh_tracking.log(client, experiment, flat) == "step one (groh) already there"
+    runs = client.search_runs([experiment], "tags.stage = 'groh'")
+    schemes = {r.data.tags.get("scheme"): r for r in runs if "scheme" in r.data.tags}
+    assert set(schemes) == set(GROH_SCHEMES)
+    results = json.loads((paths.GROH_REPORTS / "results.json").read_text())["schemes"]
+    a12 = schemes["a12"].data
+    assert a12.metrics["accuracy"] == results["a12"]["overall"]["accuracy"]["estimate"]
+    assert a12.metrics["top_k_fst5"] == results["a12"]["by_fst"]["5"]["top_k"]["estimate"]
+    assert "accuracy_fst1" not in a12.metrics  # a12 trains on FST 1-2: nothing tested there
+    assert schemes["br"].data.metrics["n_atlas"] == results["br"]["by_source"]["atlas"]["n"]
+    parent = next(r for r in runs if "scheme" not in r.data.tags)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in schemes.values())
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "selection")}
+    assert "selection/selection.md" in artifacts

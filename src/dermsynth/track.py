@@ -29,7 +29,7 @@ from dermsynth.analysis.metrics import fairness, run_metrics
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params, read_yaml
 from dermsynth.core.study import load_conditions, training_seed
-from dermsynth.views import tracking
+from dermsynth.views import groh_tracking, tracking
 from dermsynth.views.figures import confusion_figure
 
 DONE = "complete"  # value of the `tracked` tag, set last: a run without it was cut short and is replaced
@@ -324,11 +324,12 @@ def main(params: Params) -> int:
             mlflow.set_tag("tracked", DONE)
         run_ids = {r["name"]: created.get(r["name"]) or complete[per_run[r["name"]]]["run_id"] for r in runs}
         registered = registry_view(client, runs, run_ids)
+        step_one = groh_tracking.log(client, experiment, flat)
     files.write_json(paths.TRACKING, {"grid": grid_fp, "configurations": per_run})
     print(
         f"track: grid run {grid_id} in {tracking.tracking_uri()}: {len(missing)} configuration runs added, "
         f"{len(runs) - len(missing)} already there" + ("" if grid else "; new grid run")
     )
-    for line in registered:
+    for line in [*registered, step_one]:
         print(f"track: {line}")
     return 0
