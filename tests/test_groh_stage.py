@@ -191,3 +191,13 @@ def test_track_adds_a_groh_run_with_a_run_per_scheme_once(params, tmp_path, monk
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in schemes.values())
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "selection")}
     assert "selection/selection.md" in artifacts
+
+
+def test_the_study_report_sets_the_rules_choice_beside_the_papers_seven(params):
+    from dermsynth.views.report_sections import step_one_section
+
+    section = "\n".join(step_one_section())
+    assert section.startswith("### Step one: the rule that chose them")
+    assert "[reports/selection/ranked.csv](selection/ranked.csv)" in section
+    for label in PAPER_CONDITIONS:
+        assert f"| {label} | yes |" in section

@@ -21,6 +21,7 @@ from dermsynth.views.report_sections import (
     reader_study_section,
     recovery_section,
     signal_section,
+    step_one_section,
 )
 from dermsynth.views.report_tables import (
     arms_table,
@@ -156,6 +157,7 @@ def render(params: Params) -> str:
         "",
         f"{', '.join(selection['conditions'])} ({selection['mode']}: {selection['reason']}).",
         "",
+        *step_one_section(),
         "## Counts by condition and FST",
         "",
         counts_table(prepared, summary),

@@ -77,3 +77,14 @@ def recovery_section(recovery_md: Path, embedded: bool) -> list[str]:
             "",
         ]
     return [*head, body, "", f"From `{recovery_md}` (`dermsynth compare-generators`).", ""]
+
+
+def step_one_section() -> list[str]:
+    """Step one of the paper: the rule's choice of conditions beside the paper's seven (the `selection` stage)."""
+    chosen = paths.SELECTION / "selection.md"
+    if not chosen.exists():
+        return []
+    body = chosen.read_text().split("\n", 1)[1].strip()  # without its title
+    body = body.replace("reports/groh/", "[reports/groh/groh.md](groh/groh.md)")
+    body = body.replace("reports/selection/ranked.csv", "[reports/selection/ranked.csv](selection/ranked.csv)")
+    return ["### Step one: the rule that chose them", "", body, ""]
