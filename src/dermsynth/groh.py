@@ -2,17 +2,18 @@
 
 The paper chose its seven conditions after reproducing Groh et al.'s analysis of all 114
 labels (docs/groh.md). This stage runs that analysis with the study's own backbone and head
-protocol (`features` and `train` sections): the frozen backbone once over every image of known
-skin type (`groh.views` augmented views for training, the test transform for scoring), then,
-per scheme (cohort/groh.py), `groh.repeats` heads over the labels both sides share, validated on
-a per-label share of the training side. Every test image's top-1 and top-k outcome per repeat
-goes to build/groh/predictions.csv; analysis/groh_results.py and views/groh_report.py turn them into Groh-style tables
-with intervals over repeats and images (reports/groh/), and the `selection` stage reads the
-per-label accuracies of the FST holdouts.
+protocol (`features` and `train`, in Groh's batches of `groh.batch_size`): the frozen backbone
+once over every image of known skin type (`groh.views` augmented views for training, the test
+transform for scoring), then, per scheme (cohort/groh.py), `groh.repeats` heads over the labels
+both sides share, validated on a per-label share of the training side. Every test image's top-1
+and top-k outcome per repeat goes to build/groh/predictions.csv; analysis/groh_results.py and
+views/groh_report.py turn them into Groh-style tables with intervals over repeats and images
+(reports/groh/), and the `selection` stage reads the per-label accuracies of the FST holdouts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -113,7 +114,8 @@ def run_scheme(split: groh.SchemeSplit, feats: FeatureStore, params: Params) -> 
     cfg, scheme = params.groh, split.scheme
     data = run_data(split, feats, params)
     seeds = [params.train.seed + r for r in range(cfg.repeats)]
-    trained = train_repeats(data, params.train, data.precision, seeds, f"groh {scheme}")
+    protocol = dataclasses.replace(params.train, batch_size=cfg.batch_size)  # Groh's batch, the study's head
+    trained = train_repeats(data, protocol, data.precision, seeds, f"groh {scheme}")
     frames = [score(model, split, feats, cfg.top_k).assign(scheme=scheme, repeat=r)
               for r, (model, _) in enumerate(trained)]  # fmt: skip
     predictions = pd.concat(frames, ignore_index=True)

@@ -219,6 +219,7 @@ class Groh:
     seed: int  # random_holdout's draw (Groh: random_state 4242) and the validation draws
     val_fraction: float  # validation share of each scheme's training side, per label
     top_k: int  # Groh's top-3 accuracy
+    batch_size: int  # Groh et al.'s batch (256); the rest of the head protocol is `train`'s
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("groh.test_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("groh.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("groh.top_k", lambda v: v >= 1, ">= 1"),
+    ("groh.batch_size", lambda v: v >= 1, ">= 1"),
     ("selection.min_accuracy", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("selection.min_per_extreme", lambda v: v >= 1, ">= 1"),
     ("evaluate.collapse_share", lambda v: v > 1, "> 1"),
