@@ -24,6 +24,7 @@ from .conftest import REPO, shrink
 def params(tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Params]:
     """The shrunk study with all 114 labels, its `embedded`, `groh` and `selection` stages run once for the module."""
     from dermsynth import embedded, groh, selection
+    from dermsynth.views import groh_report
 
     raw = shrink(config.read_yaml(REPO / "params.yaml"))
     raw["embedded"].update(labels="all", size_factor=0.08)
@@ -38,6 +39,7 @@ def params(tmp_path_factory: pytest.TempPathFactory) -> Iterator[config.Params]:
         loaded = config.load()
         embedded.main(loaded)
         groh.main(loaded)
+        groh_report.write(loaded)  # the report stage's part: the tables with intervals
         selection.main(loaded)
         yield loaded
     config.load.cache_clear()

@@ -174,8 +174,10 @@ def test_mlflow_runs_are_tagged_nested_and_match_the_metrics_files(study: Path):
 def test_track_adds_nothing_twice_and_rebuilds_a_deleted_store(study: Path):
     db = study / "mlflow.db"
     before = store_contents(db)
-    # the grid, 3 arms + 2 dose levels, 6 trainings each (3 draws of the seeds x 2 repeats; fitz_only in one go)
-    assert len(before) == 1 + 5 + 5 * 3 * 2
+    # the grid, 3 arms + 2 dose levels, 6 trainings each (3 draws of the seeds x 2 repeats; fitz_only in one go),
+    # and step one: a groh run with a run per scheme this dataset forms (the seven alone have no qc or atlas)
+    schemes = json.loads((study / "reports/groh/results.json").read_text())["schemes"]
+    assert len(before) == 1 + 5 + 5 * 3 * 2 + 1 + len(schemes)
     for _ in range(2):
         out = run_ok([sys.executable, "-m", "dermsynth", "track"], study, store_env(study))
         assert "0 configuration runs added, 5 already there" in out

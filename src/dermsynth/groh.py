@@ -6,9 +6,10 @@ protocol (`features` and `train`, in Groh's batches of `groh.batch_size`): the f
 once over every image of known skin type (`groh.views` augmented views for training, the test
 transform for scoring), then, per scheme (cohort/groh.py), `groh.repeats` heads over the labels
 both sides share, validated on a per-label share of the training side. Every test image's top-1
-and top-k outcome per repeat goes to build/groh/predictions.csv; analysis/groh_results.py and
-views/groh_report.py turn them into Groh-style tables with intervals over repeats and images
-(reports/groh/), and the `selection` stage reads the per-label accuracies of the FST holdouts.
+and top-k outcome per repeat goes to build/groh/predictions.csv, each label's accuracy per scheme
+to reports/groh/per_label.csv (what the `selection` stage reads). The Groh-style tables with
+intervals over repeats and images are the `report` stage's (views/groh_report.py), so that a new
+interval level (`evaluate.z`) retrains nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dermsynth.analysis.groh_results import per_label
 from dermsynth.cohort import groh
 from dermsynth.cohort.selection import drop_missing_images, image_names, read_metadata
 from dermsynth.core import files, paths
@@ -31,10 +33,10 @@ from dermsynth.model.embedding import describe, extract, pick_device
 from dermsynth.model.fitting import train_repeats
 from dermsynth.model.precision import resolve
 from dermsynth.model.trainset import FeatureStore, RunData
-from dermsynth.views import groh_report
 
 FEATURES = paths.GROH / "features"
 PREDICTIONS = paths.GROH / "predictions.csv"
+SCHEMES = paths.GROH / "schemes.json"  # each scheme's sizes, and the schemes this dataset cannot form
 
 
 def dataset_rows(params: Params) -> pd.DataFrame:
@@ -81,15 +83,17 @@ def run_data(split: groh.SchemeSplit, feats: FeatureStore, params: Params) -> Ru
     """A scheme's training and validation tensors over its shared labels; its test side is not in them."""
     val = groh.validation_mask(split.train, params.groh.val_fraction, params.groh.seed)
     fit, check = split.train[~val], split.train[val]
+    if check.empty:  # every label has a single training image (a tiny dataset): the epoch is picked on training
+        check = fit
     index = {label: i for i, label in enumerate(split.labels)}
     return RunData(
         classes=list(split.labels),
         train=pd.DataFrame({"key": fit["md5hash"].to_numpy(), "label": fit["label"].to_numpy()}),
         val=check,
         x_views=feats.train_views(list(fit["md5hash"])),
-        y=torch.tensor([index[label] for label in fit["label"]]),
+        y=torch.tensor([index[label] for label in fit["label"]], dtype=torch.long),
         x_val=feats.eval_features(list(check["md5hash"])),
-        y_val=torch.tensor([index[label] for label in check["label"]]),
+        y_val=torch.tensor([index[label] for label in check["label"]], dtype=torch.long),
         fc7=feats.fc7,
         input_dropout=feats.input_dropout,
         precision=feats.precision,
@@ -144,5 +148,5 @@ def main(params: Params, device: str | None = None) -> None:
     predictions = pd.concat([p for p, _ in runs], ignore_index=True)
     columns = ["scheme", "repeat", "md5hash", "label", "fst", "source", "pred", "correct", "top_k"]
     files.write_csv(PREDICTIONS, predictions[columns])
-    info = files.read_json(FEATURES / "info.json")
-    groh_report.write(predictions, [r for _, r in runs], skipped, params, info, paths.GROH_REPORTS)
+    files.write_json(SCHEMES, {"schemes": [r for _, r in runs], "skipped": skipped})
+    files.write_csv(paths.GROH_REPORTS / "per_label.csv", per_label(predictions))

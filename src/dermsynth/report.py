@@ -14,6 +14,7 @@ import pandas as pd
 from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.review import analysis
+from dermsynth.views import groh_report
 from dermsynth.views.figures import arms_figure, confidence, dose_figure
 from dermsynth.views.provenance import is_simulated
 from dermsynth.views.report_sections import (
@@ -250,5 +251,7 @@ def render(params: Params) -> str:
 
 
 def main(params: Params) -> None:
+    if (paths.GROH / "predictions.csv").exists():  # step one's tables, with this study's interval level
+        groh_report.write(params)
     files.write_text(paths.REPORT, render(params))
     print(f"report: wrote {paths.REPORT} and {paths.FIGURES}/")

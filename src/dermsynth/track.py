@@ -96,7 +96,7 @@ def fingerprints(runs: list[dict], flat: dict[str, str]) -> tuple[dict[str, str]
 def tracked_runs(client: object, experiment: str, wanted: set[str]) -> tuple[dict[str, dict], list[str]]:
     """Complete runs with a wanted fingerprint (fingerprint -> {run_id, parent}), and wanted runs cut short."""
     found = client.search_runs([experiment], "tags.fingerprint LIKE '%'", max_results=50000)  # type: ignore[attr-defined]
-    found = [r for r in found if r.data.tags["fingerprint"] in wanted]
+    found = [r for r in found if r.data.tags.get("fingerprint") in wanted]
     complete = {
         r.data.tags["fingerprint"]: {"run_id": r.info.run_id, "parent": r.data.tags.get("mlflow.parentRunId")}
         for r in found

@@ -1,4 +1,4 @@
-"""reports/groh/: the 114-label study's results as JSON, a per-label table, and Markdown laid out like Groh et al.'s.
+"""reports/groh/: the 114-label study's results as JSON and Markdown laid out like Groh et al.'s (stage `report`).
 
 Groh et al. (2021) give one row per holdout scheme and one column per test skin type; so does
 groh.md, once for top-1 and once for top-k accuracy, each cell with its interval over repeats
@@ -7,12 +7,10 @@ and images, and N, the test images behind it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from dermsynth.analysis.groh_results import FSTS, per_label, scheme_results
-from dermsynth.core import files
+from dermsynth.analysis.groh_results import FSTS, scheme_results
+from dermsynth.core import files, paths
 from dermsynth.core.config import Params
 from dermsynth.views.figures import confidence
 from dermsynth.views.provenance import is_simulated
@@ -88,11 +86,14 @@ def markdown(results: dict, skipped: dict[str, str], params: Params, info: dict)
     return "\n".join(lines)
 
 
-def write(predictions: pd.DataFrame, records: list[dict], skipped: dict[str, str], params: Params, info: dict,
-          folder: Path) -> dict:  # fmt: skip
-    """results.json, per_label.csv and groh.md under ``folder``; the results (``skipped``: schemes not formed, why)."""
-    results = scheme_results(predictions, records, params.evaluate.z)
-    files.write_json(folder / "results.json", {"top_k": params.groh.top_k, "schemes": results, "skipped": skipped})
-    files.write_csv(folder / "per_label.csv", per_label(predictions))
-    files.write_text(folder / "groh.md", markdown(results, skipped, params, info))
+def write(params: Params) -> dict:
+    """reports/groh/results.json and groh.md from the `groh` stage's outputs (build/groh/); the results."""
+    predictions = pd.read_csv(paths.GROH / "predictions.csv", dtype={"md5hash": str}, keep_default_na=False)
+    predictions["source"] = predictions["source"].replace("", None)
+    made = files.read_json(paths.GROH / "schemes.json")
+    info = files.read_json(paths.GROH / "features" / "info.json")
+    results = scheme_results(predictions, made["schemes"], params.evaluate.z)
+    out = {"top_k": params.groh.top_k, "schemes": results, "skipped": made["skipped"]}
+    files.write_json(paths.GROH_REPORTS / "results.json", out)
+    files.write_text(paths.GROH_REPORTS / "groh.md", markdown(results, made["skipped"], params, info))
     return results

@@ -46,7 +46,7 @@ def scheme_metrics(entry: dict) -> dict[str, float]:
 
 
 def already_tracked(client: object, experiment: str, mark: str) -> bool:
-    runs = client.search_runs([experiment], f"tags.groh_fingerprint = '{mark}'")  # type: ignore[attr-defined]
+    runs = client.search_runs([experiment], f"tags.groh_hash = '{mark}'")  # type: ignore[attr-defined]
     complete = [r for r in runs if r.data.tags.get("tracked") == DONE]
     for run in runs:  # cut short by a crash or a kill: replaced
         if run.data.tags.get("tracked") != DONE:
@@ -65,7 +65,7 @@ def log(client: object, experiment: str, flat: dict[str, str]) -> str:
     if already_tracked(client, experiment, mark):
         return "step one (groh) already there"
     results = files.read_json(results_file)
-    tags = {"stage": "groh", "groh_fingerprint": mark, "top_k": str(results["top_k"])}
+    tags = {"stage": "groh", "groh_hash": mark, "top_k": str(results["top_k"])}
     with mlflow.start_run(experiment_id=experiment, run_name="groh", tags=tags):
         mlflow.log_params({k: v for k, v in flat.items() if k.startswith(("groh.", "selection."))})
         choice = paths.SELECTION / "selection.json"
@@ -75,7 +75,7 @@ def log(client: object, experiment: str, flat: dict[str, str]) -> str:
             if Path(path).exists():
                 mlflow.log_artifact(str(path), artifact_path=path.parent.name)
         for scheme, entry in results["schemes"].items():
-            child = {"stage": "groh", "scheme": scheme, "groh_fingerprint": mark}
+            child = {"stage": "groh", "scheme": scheme, "groh_hash": mark}
             with mlflow.start_run(experiment_id=experiment, run_name=f"groh-{scheme}", tags=child, nested=True):
                 mlflow.log_params({k: entry[k] for k in ("scheme", "labels", "n_fit", "n_val", "n_test")})
                 mlflow.log_metrics(scheme_metrics(entry))
