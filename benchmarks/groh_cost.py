@@ -21,6 +21,7 @@ import io
 import json
 import platform
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -33,6 +34,7 @@ from dermsynth.model.embedding import describe, pick_device
 from dermsynth.model.precision import resolve
 
 FC7 = 4096
+ROOT = Path(__file__).resolve().parent.parent  # the figures go to the repository's reports/, from any cwd
 
 
 def real_rows() -> pd.DataFrame:
@@ -63,7 +65,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batches", type=int, default=4, help="timed batches of 16 images at 224 px")
     args = parser.parse_args()
-    params = config.load()
+    params = config.load(ROOT / "params.yaml")
     device = pick_device(args.device)
     precision = resolve(params.features.precision, device)
     torch.set_num_threads(torch.get_num_threads())
@@ -75,7 +77,7 @@ def main() -> None:
            "precision": precision, "backbone_224": backbone, "gemm_flops_per_s": gemm,
            "real_scale_projection": projection(params, images, training_rows(frame, params), backbone, gemm),
            "note": "a projection from this run's rates, not a real-data run (no real images offline)"}  # fmt: skip
-    path = paths.REPORTS / "benchmarks.json"
+    path = ROOT / paths.REPORTS / "benchmarks.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
     embedded = merged.get("repro", {}).get("default", {}).get("families", {}).get("groh")
     out["embedded_stage_s"] = embedded["seconds"] if embedded else None
