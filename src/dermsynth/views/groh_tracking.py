@@ -65,7 +65,8 @@ def log(client: object, experiment: str, flat: dict[str, str]) -> str:
     if already_tracked(client, experiment, mark):
         return "step one (groh) already there"
     results = files.read_json(results_file)
-    tags = {"stage": "groh", "groh_hash": mark, "top_k": str(results["top_k"])}
+    # `fingerprint` as every tracked run has one (never one the study's configurations look for)
+    tags = {"stage": "groh", "groh_hash": mark, "fingerprint": f"groh-{mark}", "top_k": str(results["top_k"])}
     with mlflow.start_run(experiment_id=experiment, run_name="groh", tags=tags):
         mlflow.log_params({k: v for k, v in flat.items() if k.startswith(("groh.", "selection."))})
         choice = paths.SELECTION / "selection.json"
@@ -75,7 +76,7 @@ def log(client: object, experiment: str, flat: dict[str, str]) -> str:
             if Path(path).exists():
                 mlflow.log_artifact(str(path), artifact_path=path.parent.name)
         for scheme, entry in results["schemes"].items():
-            child = {"stage": "groh", "scheme": scheme, "groh_hash": mark}
+            child = {"stage": "groh", "scheme": scheme, "groh_hash": mark, "fingerprint": f"groh-{mark}-{scheme}"}
             with mlflow.start_run(experiment_id=experiment, run_name=f"groh-{scheme}", tags=child, nested=True):
                 mlflow.log_params({k: entry[k] for k in ("scheme", "labels", "n_fit", "n_val", "n_test")})
                 mlflow.log_metrics(scheme_metrics(entry))
