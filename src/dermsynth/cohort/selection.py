@@ -80,8 +80,8 @@ def select_conditions(usable: pd.DataFrame, cfg: Prepare, rule: dict | None = No
         "mode": "auto",
         "conditions": chosen,
         "reason": f"top {len(chosen)} of {len(ranking)} labels by the smaller of their image counts at FST I-II "
-        "and V-VI (the study's first criterion; its second, non-zero cross-FST accuracy of a Groh-style "
-        "baseline, needs a baseline run that this pipeline does not make yet)",
+        "and V-VI (the study's first criterion alone; `prepare.selection: groh` adds its second, non-zero "
+        "held-out accuracy in Groh et al.'s FST holdouts)",
         "ranking": ranking.head(max(15, cfg.auto_count)).reset_index().to_dict(orient="records"),
     }
 
