@@ -8,12 +8,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro repro-real ci-study ci-baseline test test-fast test-slow test-all lint gate baseline ui clean remote push pull
+.PHONY: help services services-stop install lock repro repro-real ci-study ci-baseline test test-fast test-slow test-all lint gate baseline ui clean remote push pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-# The environment is locked: requirements/lock.txt pins the whole tree of '.[dev,diffusers]' with hashes
+# The environment is locked: requirements/lock.txt pins the whole tree of '.[dev,diffusers,team]' with hashes
 # (`make lock` re-resolves it after pyproject.toml's dependencies change); the project itself is editable.
 LOCK ?= requirements/lock.txt
 TOOLS_LOCK := requirements/tools.txt
@@ -82,6 +82,12 @@ screenshot: install ## MLflow's compare view of two arms, in headless Chromium: 
 
 ui: install ## MLflow UI on the project's store: http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+services: install ## a team's PostgreSQL and MLflow server on this host, in .services/ (docs/team.md)
+	dermsynth services start
+
+services-stop: ## stop them (their data stays in .services/ for the next start)
+	dermsynth services stop
 
 remote: install ## set the team's DVC remote (commit .dvc/config): make remote URL=/mnt/team/dermsynth-dvc or s3://...
 	@test -n "$(URL)" || { echo "usage: make remote URL=<shared folder | s3://bucket/path | gs://... | azure://...>"; exit 2; }

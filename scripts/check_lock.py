@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PYPROJECT = REPO / "pyproject.toml"
 DEFAULT_LOCK = REPO / "requirements" / "lock.txt"
 DEFAULT_TOOLS = REPO / "requirements" / "tools.txt"
-# the extras `make install` installs (pip install '.[dev,diffusers]' before the lock)
-LOCKED_EXTRAS = ("dev", "diffusers")
+# the extras `make install` installs (pip install '.[dev,diffusers,team]' before the lock)
+LOCKED_EXTRAS = ("dev", "diffusers", "team")
 DIGEST_PREFIX = "# pyproject-dependencies-sha256: "
 # the options `uv pip compile --emit-index-url` writes; any other option line (-e, -r, ...) is refused
 INDEX_OPTIONS = ("--index-url ", "--extra-index-url ", "--find-links ")

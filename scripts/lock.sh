@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-resolve the locks from pyproject.toml (run by `make lock`; see README "A locked environment").
 #
-#   requirements/lock.txt   the whole dependency tree of `.[dev,diffusers]`, every pin with its hashes,
+#   requirements/lock.txt   the whole dependency tree of `.[dev,diffusers,team]`, every pin with its hashes,
 #                           one file for every platform (environment markers: on Linux torch's CUDA
 #                           libraries, nvidia-* and triton; on macOS and Windows none)
 #   requirements/tools.txt  pip, uv, packaging, setuptools, pinned and hashed the same way, agreeing with lock.txt
@@ -28,7 +28,7 @@ trap 'rm -f "$tmp"' EXIT
 # uv keeps the pins of an existing output file where they still satisfy pyproject.toml: a new dependency
 # re-locks that dependency, not the whole tree (UV_LOCK_ARGS=--upgrade re-resolves everything)
 [[ -f "$LOCK" ]] && grep -v '^# pyproject-dependencies-sha256' "$LOCK" > "$tmp"
-"${uv[@]}" "${uv_args[@]}" --extra dev --extra diffusers pyproject.toml -o "$tmp"
+"${uv[@]}" "${uv_args[@]}" --extra dev --extra diffusers --extra team pyproject.toml -o "$tmp"
 # the digest of pyproject's dependency lists: tests/test_lock.py fails once they change without a `make lock`
 { echo "# pyproject-dependencies-sha256: $("$VENV/bin/python" scripts/check_lock.py --digest)"; cat "$tmp"; } > "$LOCK"
 if [[ "$LOCK" == requirements/lock.txt ]]; then
