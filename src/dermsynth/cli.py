@@ -11,6 +11,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from dermsynth.core.paths import SERVICES  # paths only: no heavy import before a sub-command runs
+
 STAGES = {
     "embedded": "generate the embedded (offline) dataset",
     "groh": "step one: Groh et al.'s 114-label study under their seven holdout schemes (reports/groh/)",
@@ -38,6 +40,7 @@ MODULES = {
     "score-external": "serve_cli",
     "review": "review_cli",
     "compare-generators": "compare_cli",
+    "services": "services_cli",
 }
 
 
@@ -93,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tables-only", action="store_true",
         help="no experiment: rebuild comparison and recovery tables from the snapshots an earlier run stored",
     )  # fmt: skip
+    services = sub.add_parser(
+        "services",
+        help="a team's PostgreSQL and MLflow server on this host (start, stop, status, env: docs/team.md)",
+        description="PostgreSQL (databases optuna and mlflow) and an MLflow server on it, proxying artifacts, "
+        "all in one folder. start is idempotent and keeps its ports; env prints what a client exports.",
+    )
+    services.add_argument("verb", choices=["start", "stop", "status", "env"], help="what to do")
+    services.add_argument("--dir", default=str(SERVICES), help=f"the services' folder (default {SERVICES})")
     seeds = sub.add_parser(
         "seeds",
         help="seed annotations (crop, mask, body part, noun) for the prompts",
@@ -132,8 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Start it in several shells or machines with one shared --storage to tune in parallel.",
     )
     tune.add_argument("--trials", type=int, default=None, help="total trials in the study (default: tune.trials)")
-    tune.add_argument("--storage", default=None, help="Optuna storage URL (default: tune.storage, SQLite)")
+    tune.add_argument(
+        "--storage", default=None,
+        help="Optuna storage URL (default: $DERMSYNTH_OPTUNA_STORAGE, else tune.storage, SQLite); put no password "
+        "in it: libpq reads PGPASSWORD or a pgpass file",
+    )  # fmt: skip
     tune.add_argument("--study-name", default=None, help="study name (default: tune.study_name)")
+    tune.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats (30)")
+    tune.add_argument(
+        "--grace", type=int, default=120,
+        help="seconds without a heartbeat after which another worker fails a trial and re-runs its slot (120)",
+    )  # fmt: skip
     gate = sub.add_parser(
         "gate",
         help="compare reports/metrics.json with the committed baseline",
@@ -233,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return module.main(params, args.direction, args.condition, args.arm, args.dose) or 0
         if args.command == "tune":
-            return module.main(params, args.trials, args.storage, args.study_name) or 0
+            live = module.Liveness(args.heartbeat, args.grace)
+            return module.main(params, args.trials, args.storage, args.study_name, live) or 0
         if args.command == "compare-generators":
             return module.main(params, args.generators, args.diffusers_model, args.allow_paid, args.tables_only)
         if args.command == "gate":
@@ -242,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             return module.main(params, args.device) or 0
         if args.command == "metadata":
             return module.main(params, args.csv) or 0
-        if args.command in ("data", "predict", "promote", "score-external", "review"):
+        if args.command in ("data", "predict", "promote", "score-external", "review", "services"):
             return module.main(params, args)
         if args.command == "generate":
             return module.main(params, args.dry_run) or 0

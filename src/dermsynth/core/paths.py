@@ -83,6 +83,7 @@ REGISTRY_DECISION = REPORTS / "registry.json"  # each direction's candidates, th
 MODEL_CARDS = REPORTS / "model_cards"  # <direction>.md / .json: the champion's model card
 EXTERNAL = BUILD / "external"  # harmonised external datasets (`dermsynth data external`): <dataset>.csv / .json
 EXTERNAL_REPORTS = REPORTS / "external"  # a model scored on them (`dermsynth score-external`)
+SERVICES = Path(".services")  # a team's PostgreSQL and MLflow server (docs/team.md); not build/: make clean keeps it
 
 
 def dataset_metadata(dataset_root: str) -> Path:
