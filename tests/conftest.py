@@ -44,6 +44,27 @@ def params(raw_params: dict) -> config.Params:
     return config.parse(raw_params)
 
 
+@pytest.fixture(scope="session")
+def tuning_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Splits, curated images and cached features of the shrunk study, made once by the real stages (tuning's input)."""
+    from dermsynth import curate, embedded, features, generate, prepare, quality, split, validate
+
+    root = tmp_path_factory.mktemp("built")
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    params = config.parse(shrink(config.read_yaml(REPO / "params.yaml")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        embedded.main(params)
+        prepare.main(params)
+        split.main(params)
+        assert validate.main(params) == 0
+        generate.main(params)
+        assert quality.main(params) == 0
+        assert curate.main(params) == 0
+        features.main(params)
+    return root / "build"
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw_params: dict) -> Path:
     """A temporary project folder (dvc.yaml marker + shrunk params.yaml) as the working directory."""

@@ -22,8 +22,6 @@ from dermsynth import tune
 from dermsynth.core import config, files, paths
 from dermsynth.core.errors import DermsynthError
 
-from .conftest import REPO, shrink
-
 SEARCHED = {"lr", "weight_decay", "hidden", "dropout", "epochs", "sampler"}
 
 
@@ -33,31 +31,10 @@ def raw_params(raw_params: dict) -> dict:
     return {**raw_params, "tune": {**raw_params.get("tune", {}), "epochs": [1, 2], "hidden": [16, 32], "trials": 3}}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Splits, curated images and cached features of the shrunk study, made once by the real stages."""
-    from dermsynth import curate, embedded, features, generate, prepare, quality, split, validate
-
-    root = tmp_path_factory.mktemp("built")
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    params = config.parse(shrink(config.read_yaml(REPO / "params.yaml")))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        embedded.main(params)
-        prepare.main(params)
-        split.main(params)
-        assert validate.main(params) == 0
-        generate.main(params)
-        assert quality.main(params) == 0
-        assert curate.main(params) == 0
-        features.main(params)
-    return root / "build"
-
-
 @pytest.fixture
-def project(workdir: Path, built: Path) -> Path:
+def project(workdir: Path, tuning_build: Path) -> Path:
     """The temporary project (params.yaml with the tiny search space) holding a copy of the built data."""
-    shutil.copytree(built, workdir / "build", ignore=shutil.ignore_patterns("embedded", "generated"))
+    shutil.copytree(tuning_build, workdir / "build", ignore=shutil.ignore_patterns("embedded", "generated"))
     return workdir
 
 

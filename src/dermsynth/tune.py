@@ -13,7 +13,9 @@ worker; MaxTrialsCallback alone checks only after a trial, so two workers finish
 would each start one more. The sampler is seeded per trial number, not per process, so one
 worker is reproducible and two never draw the same start-up points. The process whose
 create_study succeeds makes the MLflow parent run and records its id in the study's user
-attributes (first writer wins); the others wait for it.
+attributes (first writer wins); the others wait for it. A worker stays until no trial of the study
+is running, so that a killed worker's trial, failed by its stopped heartbeat, is run again by a
+live one; then the worker of the highest-numbered complete trial writes the result (docs/team.md).
 """
 
 from __future__ import annotations
@@ -121,11 +123,24 @@ def _retry(make: Callable[[], Any]) -> Any:
             time.sleep(wait)
 
 
-def open_study(url: str, name: str, seed: int) -> tuple[optuna.Study, bool]:
+@dataclasses.dataclass(frozen=True)
+class Liveness:
+    """How a dead worker is noticed: each running trial beats every `heartbeat` s, and a trial silent for
+    `grace` s is marked FAIL by any live worker, which then runs that slot of the budget again."""
+
+    heartbeat: int = 30
+    grace: int = 120
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.heartbeat < self.grace:
+            raise DermsynthError(f"--heartbeat {self.heartbeat} and --grace {self.grace}: need 1 <= heartbeat < grace")
+
+
+def open_study(url: str, name: str, seed: int, live: Liveness = Liveness()) -> tuple[optuna.Study, bool]:
     """The shared study and whether this process created it (create_study(load_if_exists=True), made explicit)."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    # heartbeats let a later worker mark a killed worker's RUNNING trials FAIL, so they leave the budget
-    storage = _retry(lambda: optuna.storages.RDBStorage(url, engine, heartbeat_interval=30, grace_period=120))
+    storage = _retry(lambda: optuna.storages.RDBStorage(url, engine, heartbeat_interval=live.heartbeat,
+                                                        grace_period=live.grace))  # fmt: skip
     sampler = TrialSeededTPE(seed)
     try:
         return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler), True
@@ -248,27 +263,53 @@ def finish(study: optuna.Study, parent: str, cfg: Tune, url: str) -> None:
     )
 
 
-def main(params: Params, trials: int | None = None, storage: str | None = None, study_name: str | None = None) -> int:
+def work(study: optuna.Study, budget: int, run: Callable, live: Liveness) -> None:
+    """Take free slots of the budget until none is left and no other worker's trial is running.
+
+    Waiting for the others is what lets a killed worker's trial be re-run: its heartbeat stops,
+    and after `grace` seconds this worker marks it FAIL, which frees its slot.
+    """
+    while True:
+        remaining = budget - len(study.get_trials(deepcopy=False, states=LIVE))
+        if remaining > 0:
+            stop = optuna.study.MaxTrialsCallback(budget, states=LIVE)
+            study.optimize(run, n_trials=remaining, callbacks=[stop])
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            return
+        time.sleep(live.heartbeat)
+        optuna.storages.fail_stale_trials(study)
+
+
+def writes_best(study: optuna.Study) -> bool:
+    """One worker writes the result: the one that completed the highest-numbered trial (no clocks compared
+    across machines), or one that ran none (a later `dermsynth tune` on a finished study, also the way to
+    finish a study whose last worker died after its trial)."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    mine = [t for t in done if t.user_attrs.get("worker") == WORKER]
+    return not mine or max(done, key=lambda t: t.number).user_attrs.get("worker") == WORKER
+
+
+def main(params: Params, trials: int | None = None, storage: str | None = None, study_name: str | None = None,
+         live: Liveness = Liveness()) -> int:  # fmt: skip
     """Run this worker's share of the study's `trials` (default tune.trials); the last worker writes the best."""
     cfg = params.tune
     budget = cfg.trials if trials is None else trials
-    url, name = resolve_storage(storage or cfg.storage), study_name or cfg.study_name
+    url = resolve_storage(storage or os.environ.get("DERMSYNTH_OPTUNA_STORAGE") or cfg.storage)
+    name = study_name or cfg.study_name
     check(cfg, budget)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
     data = load_run_data(params, cfg.direction, cfg.condition, cfg.arm, None, FeatureStore(paths.FEATURES))
-    study, created = open_study(url, name, cfg.seed)
+    study, created = open_study(url, name, cfg.seed, live)
     tags = {"optuna_study": name, "optuna_storage": redact(url), "stage": "tune", "direction": cfg.direction}
     tags |= {"condition": cfg.condition, "arm": cfg.arm, "git_commit": tracking.git_commit()}
     experiment, parent = parent_run(study, created, {**tags, "mlflow.runName": f"tune-{name}"})
     optuna.storages.fail_stale_trials(study)
-    remaining = budget - len(study.get_trials(deepcopy=False, states=LIVE))
-    if remaining > 0:
-        log = functools.partial(log_trial, experiment, parent, tags)
-        stop = optuna.study.MaxTrialsCallback(budget, states=LIVE)
-        study.optimize(objective(study, data, params, budget, log), n_trials=remaining, callbacks=[stop])
-    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        print(f"tune {name}: other workers are still running; the last to finish writes {cfg.best}", flush=True)
+    log = functools.partial(log_trial, experiment, parent, tags)
+    work(study, budget, objective(study, data, params, budget, log), live)
+    if not writes_best(study):
+        print(f"tune {name}: the study is complete; the worker of its last trial writes {cfg.best}", flush=True)
         return 0
     finish(study, parent, cfg, url)
     return 0
