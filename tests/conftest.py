@@ -179,13 +179,17 @@ def run_ok(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout + done.stderr
 
 
-def store_contents(db: Path) -> dict[str, dict]:
-    """Every run of a store by (fingerprint): its name, tags (less the git commit and ids), params and metrics."""
+def store_contents(store: Path | str, tracked_only: bool = False) -> dict[str, dict]:
+    """Every run of a store (a SQLite file or a tracking URI) by fingerprint: its name, tags (less the git
+    commit and ids), params and metrics. `tracked_only`: the runs `track` made (a shared server also holds
+    tuning runs, which have no fingerprint)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client = MlflowClient(tracking_uri=store if isinstance(store, str) else f"sqlite:///{store}")
     experiment = client.get_experiment_by_name("dermsynth")
     runs = client.search_runs([experiment.experiment_id], max_results=10000)
+    if tracked_only:
+        runs = [r for r in runs if "fingerprint" in r.data.tags]
     parent_fp = {r.info.run_id: r.data.tags.get("fingerprint") for r in runs}
     volatile = {"mlflow.parentRunId", "git_commit", "mlflow.runName", "mlflow.user", "mlflow.source.name"}
     return {
@@ -202,6 +206,15 @@ def store_contents(db: Path) -> dict[str, dict]:
 
 def git(*args: str, cwd: Path) -> str:
     return run_ok(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args], cwd)
+
+
+def commit_all(root: Path, message: str) -> None:
+    """Commit whatever changed, if anything: session fixtures that share a repository commit in any order."""
+    import subprocess
+
+    git("add", "-A", cwd=root)
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode != 0:
+        git("commit", "-qm", message, cwd=root)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from .conftest import git, run_ok, store_contents, store_env, tool_env
+from .conftest import commit_all, git, run_ok, store_contents, store_env, tool_env
 from .fake_openai import CANARY
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,7 @@ def clones(openai_repo: dict):
     a = openai_repo["root"]
     b = a.parent / "b"
     assert openai_repo["paid"] > 0
-    git("add", "-A", cwd=a)
-    git("commit", "-qm", "the study", cwd=a)
+    commit_all(a, "the study")
     run_ok(["dvc", "push"], a, store_env(a, OPENAI_API_KEY=CANARY))
     git("clone", "-q", str(a), str(b), cwd=a.parent)
     return {"a": a, "b": b, **{k: openai_repo[k] for k in ("remote", "server", "paid")}}

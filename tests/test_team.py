@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from dermsynth.team import postgres, services
 
-from .conftest import REPO, run_ok, tool_env
+from .conftest import REPO, restored_copy, run_ok, store_contents, tool_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -166,3 +166,46 @@ def test_no_file_the_services_or_the_workers_wrote_holds_the_password(up: servic
     assert any(p.name == "postgres.log" for p in written)
     holding = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
     assert holding == []
+
+
+def registry_and_datasets(store: str) -> dict:
+    """What a store holds beside the runs, keyed by run fingerprint: each run's dataset inputs, and each
+    registered model's versions (their tags and run) and aliases."""
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("dermsynth").experiment_id
+    found = client.search_runs([experiment], max_results=10000)
+    runs = {r.info.run_id: r for r in found if "fingerprint" in r.data.tags}  # track's runs, not tuning's
+    fingerprint = {run_id: r.data.tags["fingerprint"] for run_id, r in runs.items()}
+    inputs = {run_id: r.inputs.dataset_inputs for run_id, r in runs.items()}
+    datasets = {
+        fingerprint[run_id]: sorted((d.dataset.name, d.dataset.digest, d.dataset.source_type) for d in found)
+        for run_id, found in inputs.items()
+    }
+    models = {}
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        models[model.name] = {
+            # versions are ints from a SQLite store and strings over REST: compared as strings
+            "versions": {str(v.version): (fingerprint[v.run_id], v.tags) for v in versions},
+            "aliases": {k: str(v) for k, v in client.get_registered_model(model.name).aliases.items()},
+        }
+    return {"datasets": datasets, "models": models}
+
+
+def test_track_into_the_postgresql_server_gives_what_it_gives_into_sqlite(up: services.State, study: Path,
+                                                                       tmp_path: Path):  # fmt: skip
+    """The shrunk study's store (SQLite, written by its `dvc repro`) and a restored copy's `track` into the
+    PostgreSQL-backed server: the same runs, datasets, registered versions and aliases, read by the client."""
+    root = restored_copy(study, tmp_path / "copy")
+    env = tool_env(MLFLOW_TRACKING_URI=up.tracking_uri, PGPASSWORD=CANARY)
+    out = run_ok(["dvc", "repro"], root, env)
+    assert "Running stage 'track'" in out
+    sqlite = f"sqlite:///{study / 'mlflow.db'}"
+    on_server = store_contents(up.tracking_uri, tracked_only=True)  # the server also holds the tuning tests' runs
+    assert len(on_server) > 20  # the grid, its trainings and the groh runs: not an empty comparison
+    assert on_server == store_contents(sqlite)
+    theirs, ours = registry_and_datasets(up.tracking_uri), registry_and_datasets(sqlite)
+    assert any(ours["datasets"].values())
+    assert ours["models"]
+    assert all(m["aliases"] for m in ours["models"].values())
+    assert theirs == ours
