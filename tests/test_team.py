@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from dermsynth.team import postgres, services
 
-from .conftest import REPO, restored_copy, run_ok, store_contents, tool_env
+from .conftest import REPO, restored_copy, run_ok, store_contents, store_env, tool_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -194,13 +194,15 @@ def registry_and_datasets(store: str) -> dict:
 
 def test_track_into_the_postgresql_server_gives_what_it_gives_into_sqlite(up: services.State, study: Path,
                                                                        tmp_path: Path):  # fmt: skip
-    """The shrunk study's store (SQLite, written by its `dvc repro`) and a restored copy's `track` into the
-    PostgreSQL-backed server: the same runs, datasets, registered versions and aliases, read by the client."""
-    root = restored_copy(study, tmp_path / "copy")
+    """Two copies of the shrunk study restored from DVC's run cache (no training), one tracking into a fresh
+    SQLite store, one into the PostgreSQL-backed server: the same runs, datasets, registered versions and
+    aliases, read back by the client. (Not the study's own store: other tests change it.)"""
+    reference = restored_copy(study, tmp_path / "sqlite")
+    assert "Running stage 'track'" in run_ok(["dvc", "repro"], reference, store_env(reference))
+    root = restored_copy(study, tmp_path / "server")
     env = tool_env(MLFLOW_TRACKING_URI=up.tracking_uri, PGPASSWORD=CANARY)
-    out = run_ok(["dvc", "repro"], root, env)
-    assert "Running stage 'track'" in out
-    sqlite = f"sqlite:///{study / 'mlflow.db'}"
+    assert "Running stage 'track'" in run_ok(["dvc", "repro"], root, env)
+    sqlite = f"sqlite:///{reference / 'mlflow.db'}"
     on_server = store_contents(up.tracking_uri, tracked_only=True)  # the server also holds the tuning tests' runs
     assert len(on_server) > 20  # the grid, its trainings and the groh runs: not an empty comparison
     assert on_server == store_contents(sqlite)
